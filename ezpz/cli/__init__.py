@@ -1,0 +1,67 @@
+"""The ``ezpz`` command line (Typer).
+
+Commands are thin: parse, build a spec, call the library, print, return an
+exit code.  Each command group lives in its own module with a
+``register(app)`` function; heavy imports stay inside command bodies.
+
+:func:`main` runs the app without Click's standalone mode so that every
+handled error (:class:`~ezpz.errors.EzpzError` and Click usage errors) ends
+as one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from ezpz.errors import EzpzError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="ezpz",
+    help="Portable distributed PyTorch launches: laptop, Slurm and PBS with one command.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    from ezpz.cli import launch
+
+    for module in (launch,):
+        module.register(app)
+
+
+_register()
+
+
+def error_line(message: str) -> None:
+    """Print ``error: message`` as one line on stderr."""
+    print(f"error: {message}".replace("\n", " "), file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status (2 for any handled error)."""
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = command.main(args=args, prog_name="ezpz", standalone_mode=False)
+    except EzpzError as exc:
+        error_line(exc.line())
+        return 2
+    except click.exceptions.UsageError as exc:
+        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+        error_line(f"{where}{exc.format_message()}; run with --help for usage")
+        return 2
+    except click.exceptions.Abort:
+        error_line("aborted")
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return result if isinstance(result, int) else 0

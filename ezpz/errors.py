@@ -1,0 +1,98 @@
+"""The one error tree.
+
+Every error a user can cause derives from :class:`EzpzError`.  The CLI catches
+``EzpzError`` only, prints :meth:`EzpzError.line` and exits with status 2;
+anything else is a bug and keeps its traceback.
+
+A message names three things: what was wrong, what was given, and what is
+valid (or what to run next)::
+
+    error: unknown template (given 'auroa'); valid: aurora, frontier, ...; did you mean 'aurora'?
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "DistError",
+    "EnvToolError",
+    "EzpzError",
+    "HistoryError",
+    "LaunchError",
+    "MissingExtraError",
+    "SchedulerError",
+    "SpecError",
+    "TemplateError",
+    "closest",
+]
+
+
+class EzpzError(Exception):
+    """Base of every error ezpz raises on purpose.
+
+    Args:
+        what: what was wrong, in a few words.
+        given: the offending value, shown in parentheses.
+        hint: what is valid, or what to run next.
+    """
+
+    def __init__(self, what: str, given: object = None, hint: str | None = None) -> None:
+        self.what = what
+        self.given = given
+        self.hint = hint
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        """Return the one-line message: ``what (given ...); hint``."""
+        text = self.what
+        if self.given is not None:
+            text += f" (given {self.given!r})" if isinstance(self.given, str) else (
+                f" (given {self.given})"
+            )
+        if self.hint:
+            text += f"; {self.hint}"
+        return text.replace("\n", " ")
+
+
+class SpecError(EzpzError):
+    """A launch spec (flags, config file, environment) is invalid."""
+
+
+class TemplateError(EzpzError):
+    """A launch template is unknown or malformed."""
+
+
+class SchedulerError(EzpzError):
+    """The scheduler's allocation cannot satisfy the request, or is unreadable."""
+
+
+class LaunchError(EzpzError):
+    """The launcher could not be started (missing binary, bad plan)."""
+
+
+class MissingExtraError(EzpzError):
+    """An optional dependency is not installed; the hint names the extra."""
+
+
+class DistError(EzpzError):
+    """The distributed runtime cannot be set up from this environment."""
+
+
+class HistoryError(EzpzError):
+    """Metrics given to :class:`ezpz.History` are invalid or cannot be written."""
+
+
+class EnvToolError(EzpzError):
+    """``tar-env`` / ``yeet-env`` cannot pack or ship the environment."""
+
+
+def closest(given: str, valid: Iterable[str]) -> str:
+    """Return ``"valid: a, b, c"`` plus a "did you mean" suggestion when one is close."""
+    options = sorted(valid)
+    text = "valid: " + (", ".join(options) if options else "(none)")
+    match = difflib.get_close_matches(given, options, n=1)
+    if match:
+        text += f"; did you mean {match[0]!r}?"
+    return text

@@ -1,0 +1,122 @@
+"""Who am I? Rank, local rank and world size from whichever launcher started us.
+
+Standard library only: this runs in every rank before the user's program (see
+:mod:`ezpz.rankenv`) and inside :func:`ezpz.setup_torch`.
+
+Each launcher spells the same facts differently; the first variable present
+in each list wins, so torchrun's own variables always take precedence.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ezpz.errors import DistError
+
+__all__ = ["RankInfo", "rank_info", "torchrun_env"]
+
+#: Candidate variables, most specific first.  PALS (Aurora, Polaris) sets the
+#: PMI_* names and PALS_*; MPICH hydra sets PMI_RANK/PMI_SIZE and
+#: MPI_LOCALRANKID/MPI_LOCALNRANKS; Open MPI sets OMPI_COMM_WORLD_*; srun sets
+#: SLURM_PROCID/SLURM_LOCALID/SLURM_NTASKS.
+RANK_VARS = ("RANK", "PMI_RANK", "PALS_RANKID", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
+SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS")
+LOCAL_RANK_VARS = (
+    "LOCAL_RANK",
+    "PALS_LOCAL_RANKID",
+    "PMI_LOCAL_RANK",
+    "MPI_LOCALRANKID",
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "SLURM_LOCALID",
+)
+LOCAL_SIZE_VARS = (
+    "LOCAL_WORLD_SIZE",
+    "PALS_LOCAL_SIZE",
+    "PMI_LOCAL_SIZE",
+    "MPI_LOCALNRANKS",
+    "OMPI_COMM_WORLD_LOCAL_SIZE",
+    "SLURM_NTASKS_PER_NODE",
+    "EZPZ_PPN",
+)
+
+
+@dataclass(frozen=True)
+class RankInfo:
+    """The rank facts of one process.
+
+    Attributes:
+        rank: global rank, ``0 <= rank < world_size``.
+        world_size: number of ranks in the job.
+        local_rank: rank among the processes on this node.
+        local_world_size: number of ranks on this node.
+        source: the variable the rank was read from (``"default"`` when none).
+    """
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    source: str
+
+
+def _first_int(environ: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, int] | None:
+    for name in names:
+        raw = environ.get(name, "").strip()
+        if not raw:
+            continue
+        # SLURM_NTASKS_PER_NODE may read "2(x3)" on heterogeneous layouts.
+        head = raw.split("(")[0].split(",")[0]
+        try:
+            return name, int(head)
+        except ValueError:
+            raise DistError(f"{name} is not an integer", raw, "unset it or fix the launcher") from None
+    return None
+
+
+def rank_info(environ: Mapping[str, str] | None = None) -> RankInfo:
+    """Read the rank facts from ``environ`` (default: ``os.environ``).
+
+    A process started by nothing is rank 0 of 1.  Raises
+    :class:`~ezpz.errors.DistError` for a broken environment (world size
+    below 1, rank outside the world, non-integer values).
+    """
+    env = os.environ if environ is None else environ
+    rank = _first_int(env, RANK_VARS)
+    size = _first_int(env, SIZE_VARS)
+    local_rank = _first_int(env, LOCAL_RANK_VARS)
+    local_size = _first_int(env, LOCAL_SIZE_VARS)
+    world = size[1] if size else 1
+    info = RankInfo(
+        rank=rank[1] if rank else 0,
+        world_size=world,
+        local_rank=local_rank[1] if local_rank else (rank[1] if rank and world == 1 else 0),
+        local_world_size=min(local_size[1], world) if local_size else (1 if not size else world),
+        source=rank[0] if rank else "default",
+    )
+    if info.world_size < 1:
+        raise DistError("world size must be at least 1", info.world_size, f"read from {size[0] if size else '?'}")
+    if not 0 <= info.rank < info.world_size:
+        raise DistError(
+            "rank is outside the world",
+            f"rank={info.rank} world_size={info.world_size}",
+            f"rank read from {info.source}; fix or unset the stale variable",
+        )
+    if not 0 <= info.local_rank < max(info.local_world_size, 1):
+        raise DistError(
+            "local rank is outside the node",
+            f"local_rank={info.local_rank} local_world_size={info.local_world_size}",
+            "fix or unset the stale LOCAL_RANK/LOCAL_WORLD_SIZE variables",
+        )
+    return info
+
+
+def torchrun_env(info: RankInfo) -> dict[str, str]:
+    """Return torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE) for ``info``."""
+    return {
+        "RANK": str(info.rank),
+        "WORLD_SIZE": str(info.world_size),
+        "LOCAL_RANK": str(info.local_rank),
+        "LOCAL_WORLD_SIZE": str(info.local_world_size),
+    }

@@ -1,0 +1,21 @@
+"""Shared fixtures: environment guard, PBS/Slurm environments under tmp_path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _guard_environ() -> Iterator[None]:
+    """Fail any test that leaks changes to ``os.environ``."""
+    before = dict(os.environ)
+    yield
+    after = dict(os.environ)
+    if after != before:
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        os.environ.clear()
+        os.environ.update(before)
+        pytest.fail(f"test leaked changes to os.environ: {changed}")
