@@ -14,6 +14,9 @@ def _guard_environ() -> Iterator[None]:
     before = dict(os.environ)
     yield
     after = dict(os.environ)
+    # pytest itself rewrites PYTEST_CURRENT_TEST at every phase (setup/call/teardown).
+    before.pop("PYTEST_CURRENT_TEST", None)
+    after.pop("PYTEST_CURRENT_TEST", None)
     if after != before:
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         os.environ.clear()
