@@ -1,0 +1,293 @@
+"""Wrap a model for data-parallel training: DDP or FSDP2, chosen for you or by you.
+
+``model = ezpz.wrap_model(model)`` after :func:`ezpz.setup_torch`:
+
+* ``strategy="auto"`` picks DDP when the model's training state (weights,
+  gradients and two optimizer moments: four times the parameter bytes) fits
+  in half of one rank's device memory, FSDP otherwise, and logs the choice
+  and the numbers behind it (:func:`choose_strategy`).
+* FSDP is FSDP2 (:func:`torch.distributed.fsdp.fully_shard`), applied to every
+  block and then to the root, with a :class:`MixedPrecisionPolicy` computing
+  in ``dtype`` and reducing gradients in float32.
+* With one rank the model comes back unchanged (one info line).
+
+Every wrapper checks what it is given first: a module that is already
+wrapped, parameters on another device than this rank's, a dtype the device
+cannot compute in, an unknown strategy — each is a one-line
+:class:`~ezpz.errors.DistError`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Literal
+
+from ezpz import dist as ezdist
+from ezpz.errors import DistError, closest
+from ezpz.extras import require
+from ezpz.log import get_logger
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.distributed.device_mesh import DeviceMesh
+
+__all__ = ["STRATEGIES", "choose_strategy", "find_blocks", "wrap_ddp", "wrap_fsdp", "wrap_model"]
+
+log = get_logger(__name__)
+
+Strategy = Literal["auto", "ddp", "fsdp"]
+STRATEGIES = ("auto", "ddp", "fsdp")
+#: Fraction of one rank's device memory the DDP training state may use.
+DDP_MEMORY_FRACTION = 0.5
+#: Bytes of training state per parameter byte: weights, grads, two Adam moments.
+STATE_MULTIPLIER = 4
+
+_DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+def _torch() -> Any:
+    return require("torch", "torch")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device_type: str) -> torch.dtype | None:
+    """Turn ``"bf16"``/``torch.bfloat16``/... into a dtype this device can compute in."""
+    if dtype is None:
+        return None
+    torch = _torch()
+    if isinstance(dtype, str):
+        name = _DTYPE_NAMES.get(dtype.strip().lower())
+        if name is None:
+            raise DistError("unknown dtype", dtype, closest(dtype, _DTYPE_NAMES))
+        value = getattr(torch, name)
+    elif isinstance(dtype, torch.dtype):
+        value = dtype
+    else:
+        raise DistError("dtype must be a string or torch.dtype", type(dtype).__name__, "e.g. 'bf16'")
+    if value not in (torch.float32, torch.bfloat16, torch.float16):
+        raise DistError("dtype must be a floating type for training", str(value), "valid: fp32, bf16, fp16")
+    unsupported = (
+        (device_type == "cuda" and value == torch.bfloat16 and not torch.cuda.is_bf16_supported())
+        or (device_type == "cpu" and value == torch.float16)
+        or (device_type == "mps" and value == torch.bfloat16
+            and not torch.backends.mps.is_macos_or_newer(14, 0))
+    )
+    if unsupported:
+        raise DistError(
+            f"device {device_type} cannot train in this dtype",
+            str(value).removeprefix("torch."),
+            "use float32 or bfloat16" if device_type == "cpu" else "use float32 or float16",
+        )
+    return value
+
+
+def _device_memory(device_type: str, local_world_size: int) -> int:
+    """Bytes of memory one rank may use on its device (host memory shared on cpu)."""
+    torch = _torch()
+    if device_type in ("cuda", "xpu"):
+        module = getattr(torch, device_type)
+        return int(module.get_device_properties(module.current_device()).total_memory)
+    if device_type == "mps":
+        return int(torch.mps.recommended_max_memory())
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(total // max(local_world_size, 1))
+
+
+def choose_strategy(param_bytes: int, memory_bytes: int) -> tuple[str, str]:
+    """Return ``("ddp"|"fsdp", reason)`` for a model of ``param_bytes`` on ``memory_bytes``."""
+    need = param_bytes * STATE_MULTIPLIER
+    budget = int(memory_bytes * DDP_MEMORY_FRACTION)
+    gib = 2**30
+    figures = f"training state ~{need / gib:.2f} GiB vs {budget / gib:.2f} GiB budget per rank"
+    if need <= budget:
+        return "ddp", f"model fits on one device ({figures})"
+    return "fsdp", f"model too large for one device ({figures})"
+
+
+def _already_wrapped(model: nn.Module) -> str | None:
+    from torch.distributed.fsdp import FSDPModule
+    from torch.nn.parallel import DistributedDataParallel
+
+    for name, module in model.named_modules():
+        kind = type(module).__name__
+        if isinstance(module, DistributedDataParallel | FSDPModule) or kind == "FullyShardedDataParallel":
+            return f"{name or 'the model'} is {kind}"
+    return None
+
+
+def _check_model(model: object, device_type: str, allow_meta: bool) -> None:
+    torch = _torch()
+    if not isinstance(model, torch.nn.Module):
+        raise DistError("expected a torch.nn.Module", type(model).__name__, "pass the model itself")
+    wrapped = _already_wrapped(model)
+    if wrapped:
+        raise DistError("model is already wrapped", wrapped, "wrap the bare model once")
+    expected = ezdist.get_torch_device(as_torch_device=True)
+    for name, param in model.named_parameters():
+        device = param.device
+        if device.type == "meta" and allow_meta:
+            continue
+        same_index = expected.index is None or device.index in (None, expected.index)
+        if device.type != expected.type or not same_index:
+            raise DistError(
+                "parameter is on the wrong device",
+                f"{name} on {device}, this rank uses {expected}",
+                "move the model first: model.to(ezpz.get_torch_device(as_torch_device=True))",
+            )
+
+
+def _world() -> int:
+    return ezdist.get_world_size() if ezdist._dist() is not None else 1
+
+
+def wrap_ddp(model: nn.Module, dtype: str | torch.dtype | None = None, **ddp_kwargs: Any) -> nn.Module:
+    """Wrap ``model`` in :class:`~torch.nn.parallel.DistributedDataParallel`.
+
+    DDP has no mixed-precision policy: a ``dtype`` other than float32 casts
+    the parameters (pure low-precision training), and the log says so.
+    ``ddp_kwargs`` go to DDP unchanged.  One rank: the model, unchanged.
+    """
+    torch = _torch()
+    device_type = str(ezdist.get_torch_device())
+    _check_model(model, device_type, allow_meta=False)
+    value = resolve_dtype(dtype, device_type)
+    if _world() == 1:
+        log.info("wrap_ddp: world size 1, model returned unchanged")
+        return model
+    if value is not None and value != torch.float32:
+        log.info("wrap_ddp: casting parameters to %s (DDP has no mixed-precision policy)", value)
+        model = model.to(value)
+    if device_type in ("cuda", "xpu"):
+        index = getattr(torch, device_type).current_device()
+        ddp_kwargs.setdefault("device_ids", [index])
+        ddp_kwargs.setdefault("output_device", index)
+    return torch.nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+
+
+def find_blocks(model: nn.Module) -> list[nn.Module]:
+    """Return the modules FSDP shards one by one before the root.
+
+    The blocks are the children of the outermost ``nn.ModuleList`` containers
+    (transformer layers); a model without one uses its direct children that
+    hold parameters.
+    """
+    torch = _torch()
+    blocks: list[nn.Module] = []
+    taken: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(prefix + ".") for prefix in taken):
+            continue
+        if isinstance(module, torch.nn.ModuleList):
+            for child_name, child in module.named_children():
+                if any(True for _ in child.parameters()):
+                    blocks.append(child)
+                    taken.append(f"{name}.{child_name}" if name else child_name)
+    if blocks:
+        return blocks
+    return [child for child in model.children() if any(True for _ in child.parameters())]
+
+
+def _sync_from_rank0(model: nn.Module) -> None:
+    """Broadcast rank 0's parameters and buffers so every rank shards the same model."""
+    dist = _torch().distributed
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.device.type != "meta":
+            dist.broadcast(tensor.data, src=0)
+
+
+def wrap_fsdp(
+    model: nn.Module,
+    dtype: str | torch.dtype | None = None,
+    reshard_after_forward: bool = True,
+    device_mesh: DeviceMesh | None = None,
+    sync_module_states: bool = True,
+) -> nn.Module:
+    """Shard ``model`` with FSDP2: every block (:func:`find_blocks`), then the root.
+
+    Args:
+        model: the bare model, on this rank's device (or the meta device).
+        dtype: compute dtype of the mixed-precision policy; gradients are
+            reduced in float32.  ``None`` keeps the parameters' dtype.
+        reshard_after_forward: free gathered parameters after forward.
+        device_mesh: mesh to shard over (default: all ranks, 1-D).
+        sync_module_states: broadcast rank 0's weights first so ranks that
+            initialised differently still shard one model.
+
+    Returns the same module object, now an ``FSDPModule``; one rank: unchanged.
+    """
+    torch = _torch()
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    device_type = str(ezdist.get_torch_device())
+    _check_model(model, device_type, allow_meta=True)
+    value = resolve_dtype(dtype, device_type)
+    if _world() == 1:
+        log.info("wrap_fsdp: world size 1, model returned unchanged")
+        return model
+    mesh = device_mesh or init_device_mesh(device_type, (_world(),))
+    if sync_module_states:
+        _sync_from_rank0(model)
+    policy = MixedPrecisionPolicy(param_dtype=value, reduce_dtype=torch.float32 if value else None)
+    blocks = find_blocks(model)
+    for block in blocks:
+        fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=policy)
+    fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=policy)
+    log.info("wrap_fsdp: sharded %d blocks + root over %d ranks (dtype=%s)", len(blocks), mesh.size(), value)
+    return model
+
+
+def wrap_model(
+    model: nn.Module,
+    strategy: Strategy | str = "auto",
+    dtype: str | torch.dtype | None = None,
+    reshard_after_forward: bool = True,
+    device_mesh: DeviceMesh | None = None,
+    profile: str | None = None,
+    profile_dir: str | os.PathLike[str] = "ezpz-profiles",
+) -> nn.Module:
+    """Wrap ``model`` for data-parallel training with DDP or FSDP2.
+
+    Args:
+        model: the bare model on this rank's device.
+        strategy: ``"auto"`` (log and pick), ``"ddp"`` or ``"fsdp"``.
+        dtype: compute dtype (FSDP mixed precision; DDP casts parameters).
+        reshard_after_forward: FSDP only; see :func:`wrap_fsdp`.
+        device_mesh: FSDP only; the mesh to shard over.
+        profile: opt-in step profiler, ``"torch"`` or ``"pyinstrument"``
+            (see :mod:`ezpz.profiling`); ``None`` (default) adds nothing.
+        profile_dir: where the profiler writes its per-rank output.
+
+    Returns the wrapped model (the same object with one rank).
+    """
+    wanted = str(strategy).strip().lower()
+    if wanted not in STRATEGIES:
+        raise DistError("unknown strategy", str(strategy), closest(wanted, STRATEGIES))
+    if wanted == "auto":
+        device_type = str(ezdist.get_torch_device())
+        _check_model(model, device_type, allow_meta=True)
+        param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        local = ezdist._STATE.local_world_size if ezdist._STATE.ready else 1
+        wanted, reason = choose_strategy(param_bytes, _device_memory(device_type, local))
+        if _world() > 1:
+            log.info("wrap_model: strategy=auto chose %s: %s", wanted, reason)
+    if wanted == "ddp":
+        wrapped = wrap_ddp(model, dtype=dtype)
+    else:
+        wrapped = wrap_fsdp(
+            model, dtype=dtype, reshard_after_forward=reshard_after_forward, device_mesh=device_mesh
+        )
+    if profile is not None:
+        from ezpz.profiling import attach_step_profiler
+
+        attach_step_profiler(wrapped, kind=profile, outdir=profile_dir)
+    return wrapped
