@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from ezpz.errors import EzpzError
 
@@ -29,6 +29,21 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from ezpz import __version__
+
+        typer.echo(f"ezpz {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Portable distributed PyTorch launches: laptop, Slurm and PBS with one command."""
 
 
 def _register() -> None:
@@ -55,13 +70,20 @@ def main(argv: list[str] | None = None) -> int:
     except EzpzError as exc:
         error_line(exc.line())
         return 2
-    except click.exceptions.UsageError as exc:
-        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
-        error_line(f"{where}{exc.format_message()}; run with --help for usage")
-        return 2
-    except click.exceptions.Abort:
+    except typer.Exit as exc:
+        return int(getattr(exc, "exit_code", 0))
+    except typer.Abort:
         error_line("aborted")
         return 130
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
+    except TyperException as exc:
+        # Click's usage errors (vendored by Typer): one line, exit 2.  "ezpz"
+        # alone prints the help instead.
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message(), file=sys.stderr)  # type: ignore[attr-defined]
+            return 2
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        error_line(f"{where}{message}; run with --help for usage")
+        return int(getattr(exc, "exit_code", 2)) or 2
     return result if isinstance(result, int) else 0

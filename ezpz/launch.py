@@ -1,0 +1,141 @@
+"""Resolution: from a spec's layers and this machine's facts to a :class:`~ezpz.plan.Plan`.
+
+This is the impure half of the launch path: it reads the environment, the
+hostname, the hostfile and (only when nothing else says) probes for
+accelerators, then hands everything to the adapter's pure ``render``.  It never
+imports torch, mpi4py or wandb, and never runs ``qstat`` or ``scontrol``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ezpz.hosts import read_hostfile
+from ezpz.plan import Plan
+from ezpz.plugins.manager import schedulers
+from ezpz.schedulers.base import Allocation, Scheduler, pick
+from ezpz.spec import Layer, LaunchSpec, env_layer, merge_layers
+from ezpz.templates import find_template, templates_for_host
+
+__all__ = ["Resolved", "describe", "free_port", "plan_launch", "probe_accelerators", "resolve"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """A spec merged with its template, the adapter chosen, and the job's allocation."""
+
+    spec: LaunchSpec
+    adapter: Scheduler
+    allocation: Allocation
+
+
+def probe_accelerators() -> tuple[int, str]:
+    """Count this node's accelerators without importing torch.
+
+    Tries ``nvidia-smi -L`` (NVIDIA), ``rocm-smi`` device files (AMD) and
+    ``/dev/dri/renderD*`` (Intel); 0 means a CPU-only node.
+    """
+    from ezpz.execute import capture
+
+    if shutil.which("nvidia-smi"):
+        out = capture(["nvidia-smi", "-L"], timeout=10)
+        count = sum(1 for line in out.splitlines() if line.startswith("GPU "))
+        if count:
+            return count, "nvidia-smi -L"
+    kfd = glob.glob("/dev/dri/renderD*")
+    if os.path.exists("/dev/kfd") and kfd:
+        return len(kfd), "/dev/kfd + /dev/dri"
+    if kfd:
+        return len(kfd), "/dev/dri/renderD*"
+    return 0, "no accelerator found"
+
+
+def _user_layers(layers: Sequence[Layer], environ: Mapping[str, str]) -> list[Layer]:
+    """Insert the EZPZ_* environment layer after config files, unless present."""
+    if any(name == "env" for name, _ in layers):
+        return list(layers)
+    cut = sum(1 for name, _ in layers if name.startswith("config:"))
+    return [*layers[:cut], ("env", env_layer(environ)), *layers[cut:]]
+
+
+def resolve(layers: Sequence[Layer], environ: Mapping[str, str] | None = None) -> Resolved:
+    """Choose adapter and template, merge all layers, and read the allocation."""
+    env = os.environ if environ is None else environ
+    user = _user_layers(layers, env)
+    wanted, _ = merge_layers(user)
+    adapters = schedulers()
+    template = find_template(str(wanted["template"])) if wanted.get("template") else None
+    adapter, why = pick(adapters, env, wanted.get("scheduler") or (template.scheduler if template else None))
+    base: list[Layer] = []
+    if template is None:
+        host = socket.gethostname()
+        auto = templates_for_host(host, adapter.name)
+        if auto is not None:
+            template, pattern = auto
+            base.append((f"template:{template.name} (auto: host {host} matches {pattern!r})", {"template": template.name}))
+    if template is not None:
+        base.insert(0, (f"template:{template.name}", template.defaults))
+    spec = LaunchSpec.from_layers([*base, *user])
+    spec._provenance.setdefault("scheduler", why)
+    alloc = adapter.allocation(env)
+    updates: dict[str, Any] = {"tmpdir": tempfile.gettempdir(), "python": sys.executable}
+    if spec.hostfile is not None:
+        listed = read_hostfile(spec.hostfile)
+        updates.update(hosts=listed.hosts, slots=listed.slots, hostfile=str(spec.hostfile), source=f"hostfile {spec.hostfile}")
+    if spec.accelerators_per_node is None and alloc.accelerators is None:
+        updates["accelerators"], probe = probe_accelerators()
+        spec._provenance["accelerators_per_node"] = f"probe: {probe}"
+    return Resolved(spec, adapter, dataclasses.replace(alloc, **updates))
+
+
+def free_port() -> int:
+    """Return a TCP port that is free on this host now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def plan_launch(spec: LaunchSpec | Sequence[Layer], environ: Mapping[str, str] | None = None) -> Plan:
+    """Resolve ``spec`` (a spec, or its layers lowest first) on this machine and render it."""
+    if isinstance(spec, LaunchSpec):
+        layers = spec._layers or [("python", spec.model_dump(exclude_unset=True))]
+    else:
+        layers = list(spec)
+    resolved = resolve(layers, environ)
+    final = resolved.spec
+    if final.master_port is None:
+        # Each launch gets its own port so two jobs on one host never collide.
+        provenance = final.provenance
+        final = final.model_copy(update={"master_port": free_port()})
+        final._provenance = {**provenance, "master_port": "free port on this host"}
+    return resolved.adapter.render(final, resolved.allocation)
+
+
+def describe(plan: Plan, max_hosts: int = 8) -> str:
+    """Return the human dry run: where each value came from, the env, then the command."""
+    shown = ", ".join(plan.hosts[:max_hosts]) + (f", … ({plan.nhosts} hosts)" if plan.nhosts > max_hosts else "")
+    prov = plan.provenance
+    rows = [
+        ("scheduler", plan.scheduler, prov.get("scheduler", "")),
+        ("template", plan.template or "-", prov.get("template", "")),
+        ("launcher", plan.launcher, prov.get("launcher", "")),
+        ("np", str(plan.np), prov.get("np", "")),
+        ("ppn", str(plan.ppn), prov.get("ppn", "")),
+        ("nhosts", str(plan.nhosts), prov.get("nhosts", "")),
+        ("hosts", shown, prov.get("hosts", "")),
+    ]
+    named = {r[0] for r in rows} | {"command", "env"}
+    rows += [(key, "", source) for key, source in prov.items() if key not in named]
+    rows += [(f"env {k}", v, "") for k, v in plan.env.items()]
+    rows += [(f"writes {path}", f"{len(content.splitlines())} hosts", "") for path, content in plan.files]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"# {name:<{width}}  {value}" + (f"   [{source}]" if source else "") for name, value, source in rows]
+    return "\n".join([*lines, str(plan)])

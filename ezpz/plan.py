@@ -1,0 +1,81 @@
+"""The rendered launch: frozen data, printable and serialisable.
+
+A :class:`Plan` is what a scheduler adapter's ``render`` returns and what
+:mod:`ezpz.execute` runs.  ``str(plan)`` is the shell-quoted command
+(``shlex.split(str(plan)) == list(plan.argv)``); :meth:`Plan.to_json` is the
+machine-readable dry run.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Plan"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A launch, ready to run.
+
+    Attributes:
+        argv: the launcher command line, the user's command at its end.
+        env: variables ezpz adds to the launcher's environment (the ranks
+            inherit them): ``MASTER_ADDR``, ``MASTER_PORT``, template and
+            ``-x`` variables.
+        np: total ranks.
+        ppn: ranks per host.
+        nhosts: hosts used.
+        hosts: the hosts used, in order.
+        scheduler: adapter that rendered the plan (``pbs``, ``slurm``, ``local``, ...).
+        launcher: MPI dialect (``pals``, ``hydra``, ``openmpi``, ``srun``).
+        template: template applied, or ``None``.
+        provenance: for each value, the layer or rule that set it.
+        files: files :mod:`ezpz.execute` writes before starting (path, content),
+            such as the hostfile of a subset launch.
+        timeout: idle-watchdog seconds, or ``None``.
+        retries: re-runs of a failed launch.
+    """
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    np: int
+    ppn: int
+    nhosts: int
+    hosts: tuple[str, ...]
+    scheduler: str
+    launcher: str
+    template: str | None = None
+    provenance: dict[str, str] = field(default_factory=dict)
+    files: tuple[tuple[str, str], ...] = ()
+    timeout: float | None = None
+    retries: int = 0
+
+    def __str__(self) -> str:
+        """Return the shell-quoted command line."""
+        return shlex.join(self.argv)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the plan as plain JSON-compatible data."""
+        return {
+            "scheduler": self.scheduler,
+            "launcher": self.launcher,
+            "template": self.template,
+            "np": self.np,
+            "ppn": self.ppn,
+            "nhosts": self.nhosts,
+            "hosts": list(self.hosts),
+            "argv": list(self.argv),
+            "command": str(self),
+            "env": dict(self.env),
+            "files": {path: content for path, content in self.files},
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "provenance": dict(self.provenance),
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        """Return :meth:`to_dict` as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent)

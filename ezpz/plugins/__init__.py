@@ -1,0 +1,1 @@
+"""ezpz's plugin system (pluggy, project name and entry-point group ``ezpz``)."""

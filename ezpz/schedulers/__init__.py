@@ -1,0 +1,1 @@
+"""Scheduler adapters: ``pbs``, ``slurm``, ``local`` (built-in plugins) and any from plugins."""

@@ -1,0 +1,343 @@
+"""The scheduler adapter contract, and the rendering every adapter shares.
+
+An adapter answers three questions:
+
+* ``affinity(environ) -> int``: am I active here?  -1 no, 0 fallback, 1
+  maybe, 2 yes.  The highest score wins.
+* ``allocation(environ) -> Allocation``: what did the scheduler give this job?
+  Read from the environment only: never torch, never ``qstat``/``scontrol``.
+* ``render(spec, allocation) -> Plan``: the argv that launches ``spec`` here.
+  Pure: same inputs, same plan.
+
+Counting (:func:`layout`) and the MPI dialects (:data:`DIALECTS`) are shared, so
+an adapter usually implements only the first two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from ezpz.errors import SchedulerError, SpecError, closest
+from ezpz.hosts import compress_nodelist
+from ezpz.plan import Plan
+
+if TYPE_CHECKING:
+    from ezpz.spec import LaunchSpec
+
+__all__ = ["DIALECTS", "Allocation", "Layout", "Scheduler", "SchedulerRegistry", "layout"]
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What the scheduler gave this job.
+
+    Attributes:
+        scheduler: adapter name.
+        hosts: the job's hosts, in order.
+        job_id: the scheduler's job id, or ``None``.
+        hostfile: a file already listing ``hosts`` (``$PBS_NODEFILE``), or ``None``.
+        slots: ranks each host may run, when the scheduler says (Slurm's
+            ``--ntasks-per-node``, a hostfile's ``host:N``); same order as ``hosts``.
+        accelerators: accelerators per host the scheduler or a probe reports,
+            or ``None`` when unknown.
+        source: where the hosts were read from, for the dry run.
+        tmpdir: directory for files a launch writes (subset hostfiles).
+        python: interpreter for the per-rank shim (``python -m ezpz.rankenv``).
+    """
+
+    scheduler: str
+    hosts: tuple[str, ...]
+    job_id: str | None = None
+    hostfile: str | None = None
+    slots: tuple[int, ...] | None = None
+    accelerators: int | None = None
+    source: str = ""
+    tmpdir: str = "/tmp"
+    python: str = "python3"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Counts and hosts of one launch, with the rule behind each value."""
+
+    np: int
+    ppn: int
+    nhosts: int
+    hosts: tuple[str, ...]
+    accelerators: int
+    provenance: dict[str, str] = field(default_factory=dict)
+
+
+def _default_ppn(spec: LaunchSpec, alloc: Allocation, accel: int, how: str) -> tuple[int, str]:
+    if accel > 0:
+        return accel, f"accelerators per node ({how})"
+    if alloc.slots:
+        return min(alloc.slots), f"slots per host ({alloc.source})"
+    return 1, "cpu-only nodes: 1 rank per node (pass -ppn for more)"
+
+
+def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
+    """Decide np, ppn and hosts from ``spec`` and ``alloc``; raise on what cannot fit.
+
+    Rules: with np and ppn, nhosts = np / ppn; with np and nhosts, ppn = np /
+    nhosts; with only np, all hosts and ppn = np / hosts; with only nhosts, ppn
+    defaults to the accelerators per node (slots, or 1 on CPU-only nodes);
+    with nothing, every host at that default.  Fewer hosts than the job uses the
+    first ones.
+    """
+    prov = spec.provenance
+    if spec.accelerators_per_node is not None:
+        accel, how = spec.accelerators_per_node, prov.get("accelerators_per_node", "spec")
+    else:
+        accel, how = alloc.accelerators or 0, f"detected: {alloc.accelerators or 0}"
+    avail = len(alloc.hosts)
+    np, ppn, nh = spec.np, spec.ppn, spec.nhosts
+    out: dict[str, str] = {k: prov.get(k, "spec") for k in ("np", "ppn", "nhosts") if getattr(spec, k) is not None}
+    if np is not None and ppn is not None:
+        nh = np // ppn
+        out.setdefault("nhosts", "np / ppn")
+    elif np is not None and nh is not None:
+        ppn = np // nh
+        out["ppn"] = "np / nhosts"
+    elif np is not None:
+        if np % avail and np > avail:
+            raise SpecError(
+                f"np={np} is not divisible by the job's {avail} hosts",
+                f"-n {np}",
+                "give -ppn or -nh too, or a multiple of the host count",
+            )
+        nh = min(avail, np)
+        ppn = np // nh
+        out["nhosts"], out["ppn"] = f"all {nh} hosts of the job", "np / nhosts"
+    else:
+        if ppn is None:
+            ppn, out["ppn"] = _default_ppn(spec, alloc, accel, how)
+        if nh is None:
+            nh, out["nhosts"] = avail, f"all hosts of the job ({alloc.source})"
+        np = nh * ppn
+        out["np"] = "nhosts × ppn"
+    assert nh is not None and ppn is not None
+    if nh > avail:
+        raise SchedulerError(
+            f"more hosts requested than the job has ({avail})",
+            f"nhosts={nh}",
+            f"use -nh {avail} or fewer; hosts from {alloc.source}",
+        )
+    if alloc.slots is not None:
+        room = min(alloc.slots[:nh])
+        if ppn > room and not spec.oversubscribe:
+            raise SchedulerError(
+                f"more ranks per host than the job's slots ({room})",
+                f"np={np} ppn={ppn}",
+                f"the job has {sum(alloc.slots)} slots on {avail} hosts; pass --oversubscribe to override",
+            )
+    if accel > 0 and ppn > accel and not spec.oversubscribe:
+        raise SpecError(
+            f"ppn exceeds the {accel} accelerators per node",
+            f"ppn={ppn}",
+            f"accelerators from {how}; use -ppn {accel} or fewer, or pass --oversubscribe",
+        )
+    return Layout(np=np, ppn=ppn, nhosts=nh, hosts=alloc.hosts[:nh], accelerators=accel, provenance=out)
+
+
+def cut_cpu_bind(cpu_bind: str | None, ppn: int) -> str | None:
+    """Cut a ``list:a:b:c`` binding to ``ppn`` entries; raise if it has too few."""
+    if cpu_bind is None or not cpu_bind.startswith("list:"):
+        return cpu_bind
+    entries = cpu_bind[len("list:") :].split(":")
+    if len(entries) < ppn:
+        raise SpecError(
+            f"cpu-bind list has {len(entries)} entries for {ppn} ranks per node",
+            cpu_bind,
+            "give one entry per rank, or --cpu-bind depth / none",
+        )
+    return "list:" + ":".join(entries[:ppn])
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What a dialect needs to write its argv."""
+
+    lay: Layout
+    hostfile: str | None
+    subset: bool
+    cpu_bind: str | None
+    flags: list[str]
+    env: dict[str, str]
+    tail: list[str]
+
+
+def _pals(p: _Parts) -> list[str]:
+    argv = ["mpiexec", "--envall", "--line-buffer", f"--np={p.lay.np}", f"--ppn={p.lay.ppn}"]
+    if p.hostfile:
+        argv.append(f"--hostfile={p.hostfile}")
+    if p.cpu_bind:
+        argv.append(f"--cpu-bind={p.cpu_bind}")
+    return argv + p.flags + p.tail
+
+
+def _hydra(p: _Parts) -> list[str]:
+    argv = ["mpiexec", "-n", str(p.lay.np)]
+    if p.hostfile:
+        argv += ["-ppn", str(p.lay.ppn), "--hostfile", p.hostfile]
+    if p.cpu_bind:
+        argv += ["-bind-to", p.cpu_bind]
+    return argv + p.flags + p.tail
+
+
+def _openmpi(p: _Parts) -> list[str]:
+    argv = ["mpirun", "-n", str(p.lay.np), "-N", str(p.lay.ppn)]
+    if p.hostfile:
+        argv += ["--hostfile", p.hostfile]
+    if p.cpu_bind:
+        argv += ["--bind-to", p.cpu_bind]
+    argv += p.flags
+    # Open MPI forwards only the variables named with -x.
+    for key in p.env:
+        argv += ["-x", key]
+    return argv + p.tail
+
+
+def _srun(p: _Parts) -> list[str]:
+    lay = p.lay
+    argv = ["srun", "-u", f"-N{lay.nhosts}", f"-n{lay.np}", f"--ntasks-per-node={lay.ppn}"]
+    if lay.accelerators > 0:
+        argv.append(f"--gpus-per-node={min(lay.ppn, lay.accelerators)}")
+    if p.subset:
+        argv.append(f"--nodelist={compress_nodelist(lay.hosts)}")
+    if p.cpu_bind:
+        argv.append(f"--cpu-bind={p.cpu_bind}")
+    return argv + p.flags + p.tail
+
+
+#: MPI dialect name -> argv writer.
+DIALECTS: dict[str, Callable[[_Parts], list[str]]] = {
+    "pals": _pals,
+    "hydra": _hydra,
+    "openmpi": _openmpi,
+    "srun": _srun,
+}
+
+
+class Scheduler:
+    """Base class of scheduler adapters.
+
+    Subclasses set :attr:`name` and :attr:`default_launcher` and implement
+    :meth:`affinity` and :meth:`allocation`; :meth:`render` is shared.
+    """
+
+    name: ClassVar[str] = ""
+    default_launcher: ClassVar[str] = "hydra"
+
+    def affinity(self, environ: Mapping[str, str]) -> int:
+        """Return -1 (not here), 0 (fallback), 1 (maybe) or 2 (inside this scheduler's job)."""
+        raise NotImplementedError
+
+    def allocation(self, environ: Mapping[str, str]) -> Allocation:
+        """Read the job's hosts and slots from ``environ``."""
+        raise NotImplementedError
+
+    def render(self, spec: LaunchSpec, allocation: Allocation) -> Plan:
+        """Return the :class:`~ezpz.plan.Plan` that launches ``spec`` on ``allocation``.  Pure."""
+        if not spec.command:
+            raise SpecError("no command to launch", None, "put it after --: ezpz launch -- python train.py")
+        lay = layout(spec, allocation)
+        launcher = spec.launcher or self.default_launcher
+        subset = lay.nhosts < len(allocation.hosts)
+        files: tuple[tuple[str, str], ...] = ()
+        hostfile: str | None = None
+        if launcher != "srun" and (subset or allocation.hostfile or spec.hostfile):
+            if not subset and allocation.hostfile:
+                hostfile = allocation.hostfile
+            else:
+                content = "".join(f"{h}\n" for h in lay.hosts)
+                digest = hashlib.sha1(content.encode()).hexdigest()[:12]
+                hostfile = f"{allocation.tmpdir}/ezpz-hosts-{allocation.job_id or 'local'}-{digest}"
+                files = ((hostfile, content),)
+        port = spec.master_port or 29500
+        launch_id = f"{allocation.job_id or 'local'}-{port}"
+        env = {
+            "MASTER_ADDR": lay.hosts[0],
+            "MASTER_PORT": str(port),
+            "EZPZ_LAUNCH_ID": launch_id,
+            "EZPZ_LOCAL_WORLD_SIZE": str(lay.ppn),
+            **spec.env,
+        }
+        shim = [allocation.python, "-m", "ezpz.rankenv"] if spec.rank_env else []
+        parts = _Parts(
+            lay=lay,
+            hostfile=hostfile,
+            subset=subset,
+            cpu_bind=cut_cpu_bind(spec.cpu_bind, lay.ppn),
+            flags=list(spec.launcher_flags),
+            env=env,
+            tail=shim + list(spec.command),
+        )
+        provenance = {**spec.provenance, **lay.provenance, "hosts": allocation.source, "launcher": spec.provenance.get("launcher", f"default for {self.name}")}
+        return Plan(
+            argv=tuple(DIALECTS[launcher](parts)),
+            env=env,
+            np=lay.np,
+            ppn=lay.ppn,
+            nhosts=lay.nhosts,
+            hosts=lay.hosts,
+            scheduler=self.name,
+            launcher=launcher,
+            template=spec.template,
+            provenance=provenance,
+            files=files,
+            timeout=spec.timeout,
+            retries=spec.retries,
+        )
+
+
+class SchedulerRegistry:
+    """Scheduler classes by name; built-ins cannot be replaced by plugins."""
+
+    def __init__(self) -> None:
+        """Start empty; :func:`ezpz.plugins.manager.schedulers` fills it."""
+        self._classes: dict[str, type[Scheduler]] = {}
+        self._builtin: set[str] = set()
+        self.builtin = False
+        self.refused: list[str] = []
+
+    def add(self, cls: type[Scheduler]) -> None:
+        """Register ``cls`` under ``cls.name``; a name a built-in holds is refused."""
+        if not cls.name:
+            raise SchedulerError("scheduler class has no name", cls.__qualname__, "set the class attribute name")
+        if cls.name in self._builtin:
+            self.refused.append(f"{cls.__module__}.{cls.__qualname__}")
+            return
+        self._classes[cls.name] = cls
+        if self.builtin:
+            self._builtin.add(cls.name)
+
+    def instances(self) -> dict[str, Scheduler]:
+        """Return one instance of every registered adapter."""
+        return {name: cls() for name, cls in self._classes.items()}
+
+
+def pick(adapters: Mapping[str, Scheduler], environ: Mapping[str, str], name: str | None) -> tuple[Scheduler, str]:
+    """Choose the adapter named ``name``, else the one with the highest affinity.
+
+    Returns the adapter and why it was chosen.
+    """
+    if name is not None:
+        if name not in adapters:
+            raise SchedulerError("unknown scheduler", name, closest(name, adapters))
+        return adapters[name], "chosen"
+    scores = {n: a.affinity(environ) for n, a in adapters.items()}
+    best = max(scores.values())
+    top = [n for n, s in scores.items() if s == best]
+    if best >= 2 and len(top) > 1:
+        raise SchedulerError("more than one scheduler job detected", ", ".join(top), "pass --scheduler NAME")
+    if best < 0:
+        raise SchedulerError("no scheduler adapter is active", None, "pass --scheduler local")
+    chosen = top[0]
+    return adapters[chosen], f"detected (affinity {best})"
+
+
+__all__ += ["cut_cpu_bind", "pick"]

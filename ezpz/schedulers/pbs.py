@@ -1,0 +1,52 @@
+"""PBS Pro (Aurora, Sunspot, Polaris, Sophia): hosts from ``$PBS_NODEFILE``.
+
+Never runs ``qstat``: compute nodes often lack it, and the nodefile already
+lists the job's hosts in order.  Slurm variables left in the environment are
+ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ezpz.errors import SchedulerError
+from ezpz.hosts import read_hostfile
+from ezpz.plugins.hookspecs import hookimpl
+from ezpz.schedulers.base import Allocation, Scheduler, SchedulerRegistry
+
+
+class PBS(Scheduler):
+    """PBS Pro jobs; PALS ``mpiexec`` by default."""
+
+    name = "pbs"
+    default_launcher = "pals"
+
+    def affinity(self, environ: Mapping[str, str]) -> int:
+        """2 inside a PBS job (``PBS_JOBID`` and ``PBS_NODEFILE``), 1 with one of them, else -1."""
+        have = bool(environ.get("PBS_JOBID")) + bool(environ.get("PBS_NODEFILE"))
+        return {2: 2, 1: 1}.get(have, -1)
+
+    def allocation(self, environ: Mapping[str, str]) -> Allocation:
+        """Read the hosts from ``$PBS_NODEFILE`` (one per line, in order)."""
+        nodefile = environ.get("PBS_NODEFILE")
+        if not nodefile:
+            raise SchedulerError(
+                "PBS_NODEFILE is not set",
+                None,
+                "run inside a PBS job (qsub -I ...) or pass --hostfile",
+            )
+        slots = read_hostfile(nodefile)
+        return Allocation(
+            scheduler=self.name,
+            hosts=slots.hosts,
+            job_id=environ.get("PBS_JOBID") or None,
+            hostfile=nodefile,
+            slots=None,
+            source=f"PBS_NODEFILE={nodefile}",
+        )
+
+
+@hookimpl
+def ezpz_register_schedulers(registry: SchedulerRegistry) -> None:
+    """Register the PBS adapter."""
+    registry.add(PBS)

@@ -1,0 +1,81 @@
+"""Slurm (Perlmutter, Frontier): hosts from ``$SLURM_JOB_NODELIST``.
+
+Node lists are expanded with ``python-hostlist`` in every form Slurm writes
+(ranges, several bracket groups, comma lists).  Never calls ``scontrol``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ezpz.errors import SchedulerError
+from ezpz.hosts import expand_nodelist
+from ezpz.plugins.hookspecs import hookimpl
+from ezpz.schedulers.base import Allocation, Scheduler, SchedulerRegistry
+
+_TASKS = re.compile(r"^(\d+)(?:\(x(\d+)\))?$")
+
+
+def tasks_per_node(value: str, nhosts: int) -> tuple[int, ...]:
+    """Expand Slurm's ``SLURM_TASKS_PER_NODE`` (``2(x3),1``) into one count per host."""
+    counts: list[int] = []
+    for part in value.split(","):
+        match = _TASKS.match(part.strip())
+        if not match:
+            raise SchedulerError("cannot read SLURM_TASKS_PER_NODE", value, "expected a form like 2(x3),1")
+        counts += [int(match.group(1))] * int(match.group(2) or 1)
+    if len(counts) != nhosts:
+        raise SchedulerError("SLURM_TASKS_PER_NODE does not match the node list", value, f"expected {nhosts} hosts")
+    return tuple(counts)
+
+
+def _gpus(environ: Mapping[str, str]) -> int | None:
+    for var in ("SLURM_GPUS_ON_NODE", "SLURM_GPUS_PER_NODE"):
+        raw = environ.get(var, "")
+        # SLURM_GPUS_PER_NODE may name a type: "a100:4".
+        tail = raw.rsplit(":", 1)[-1]
+        if tail.isdigit():
+            return int(tail)
+    return None
+
+
+class Slurm(Scheduler):
+    """Slurm jobs; ``srun`` by default."""
+
+    name = "slurm"
+    default_launcher = "srun"
+
+    def affinity(self, environ: Mapping[str, str]) -> int:
+        """2 inside a Slurm job (``SLURM_JOB_ID`` and ``SLURM_JOB_NODELIST``), else -1.
+
+        Stray variables such as ``SLURM_NNODES`` alone do not count.
+        """
+        return 2 if environ.get("SLURM_JOB_ID") and environ.get("SLURM_JOB_NODELIST") else -1
+
+    def allocation(self, environ: Mapping[str, str]) -> Allocation:
+        """Read hosts, slots and GPUs from the job's ``SLURM_*`` variables."""
+        nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
+        if not nodelist:
+            raise SchedulerError("SLURM_JOB_NODELIST is not set", None, "run inside salloc/sbatch or pass --hostfile")
+        hosts = expand_nodelist(nodelist)
+        slots = None
+        # Slots are a limit only when the user asked Slurm for tasks.
+        if environ.get("SLURM_NTASKS_PER_NODE"):
+            slots = tasks_per_node(environ["SLURM_NTASKS_PER_NODE"], 1) * len(hosts)
+        elif environ.get("SLURM_NTASKS") and environ.get("SLURM_TASKS_PER_NODE"):
+            slots = tasks_per_node(environ["SLURM_TASKS_PER_NODE"], len(hosts))
+        return Allocation(
+            scheduler=self.name,
+            hosts=hosts,
+            job_id=environ.get("SLURM_JOB_ID") or None,
+            slots=slots,
+            accelerators=_gpus(environ),
+            source=f"SLURM_JOB_NODELIST={nodelist}",
+        )
+
+
+@hookimpl
+def ezpz_register_schedulers(registry: SchedulerRegistry) -> None:
+    """Register the Slurm adapter."""
+    registry.add(Slurm)

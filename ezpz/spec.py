@@ -1,0 +1,262 @@
+"""``LaunchSpec``: the user's intent for one launch, validated.
+
+A spec says *what* to launch and how many ranks where; it knows nothing of the
+machine.  :meth:`LaunchSpec.render` resolves it against this machine
+(template, scheduler, allocation) into a :class:`~ezpz.plan.Plan`, and
+:meth:`LaunchSpec.run` executes that plan.
+
+Values come in layers, merged in this order (later wins)::
+
+    model defaults < template < config file < EZPZ_* environment < flags
+
+Scalars replace, ``env`` tables merge key by key, ``launcher_flags`` lists
+concatenate.  Every field remembers the layer that set it
+(:attr:`LaunchSpec.provenance`).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from ezpz.errors import SpecError, closest
+
+__all__ = ["LAUNCHERS", "Layer", "LaunchSpec", "env_layer", "merge_layers"]
+
+LAUNCHERS = ("pals", "hydra", "openmpi", "srun")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+Count = Annotated[int, Field(ge=1, le=10_000_000)]
+
+#: A layer is (name, partial field values); see :func:`merge_layers`.
+Layer = tuple[str, Mapping[str, Any]]
+
+
+def _parse_env_items(items: Iterable[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep:
+            raise SpecError("environment entry is not KEY=VALUE", item, "write -x NAME=value")
+        env[key] = value
+    return env
+
+
+class LaunchSpec(BaseModel):
+    """What to launch, and how many ranks where.
+
+    Any field may be left unset; unset counts are derived from the allocation
+    when the spec is rendered (see ``docs/launch.md`` for the counting rules).
+    Invalid values raise :class:`~ezpz.errors.SpecError`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
+
+    command: list[str] = Field(default_factory=list, description="The program and its arguments.")
+    np: Count | None = Field(None, description="Total ranks (-n).")
+    ppn: Count | None = Field(None, description="Ranks per host (-ppn).")
+    nhosts: Count | None = Field(None, description="Hosts to use (-nh); the first hosts of the job.")
+    hostfile: Path | None = Field(None, description="Hostfile to use instead of the job's hosts.")
+    cpu_bind: str | None = Field(None, description="CPU binding passed to the launcher (e.g. depth, list:1-8:9-16).")
+    env: dict[str, str] = Field(default_factory=dict, description="Variables to pass to every rank (KEY=VALUE).")
+    launcher_flags: list[str] = Field(default_factory=list, description="Extra flags given to the launcher verbatim.")
+    launcher: Literal["pals", "hydra", "openmpi", "srun"] | None = Field(
+        None, description="MPI dialect to render; default from the template or scheduler."
+    )
+    accelerators_per_node: int | None = Field(
+        None, ge=0, le=4096, description="Accelerators per node; default from template, scheduler or a probe."
+    )
+    timeout: float | None = Field(None, gt=0, description="Kill a run that prints nothing for this many seconds (exit 124).")
+    retries: int = Field(0, ge=0, le=100, description="Re-run a failed launch this many times, with backoff.")
+    template: str | None = Field(None, description="Template name or path to a .toml template.")
+    scheduler: str | None = Field(None, description="Scheduler adapter to use instead of auto-detection.")
+    oversubscribe: bool = Field(False, description="Allow more ranks per node than accelerators.")
+    master_port: int | None = Field(None, ge=1, le=65535, description="Rendezvous port; default: a free port.")
+    rank_env: bool = Field(True, description="Give every rank torchrun's variables (RANK, WORLD_SIZE, ...).")
+
+    _provenance: dict[str, str] = PrivateAttr(default_factory=dict)
+    _layers: list[Layer] = PrivateAttr(default_factory=list)
+
+    def __init__(self, **data: Any) -> None:
+        """Validate ``data``; any problem raises :class:`~ezpz.errors.SpecError`."""
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _spec_error(exc, origin=None) from None
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, value: Any) -> Any:
+        return shlex.split(value) if isinstance(value, str) else value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_items(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return _parse_env_items(value)
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _ENV_KEY.match(key):
+                raise ValueError(f"bad variable name {key!r}: use letters, digits and _")
+        return value
+
+    @field_validator("template", "scheduler")
+    @classmethod
+    def _nonblank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @model_validator(mode="after")
+    def _counts_agree(self) -> LaunchSpec:
+        np, ppn, nh = self.np, self.ppn, self.nhosts
+        if np is not None and ppn is not None and nh is not None and np != nh * ppn:
+            raise ValueError(f"np={np} is not nhosts × ppn = {nh} × {ppn}; give two of the three")
+        if np is not None and ppn is not None and np % ppn:
+            raise ValueError(f"np={np} is not divisible by ppn={ppn}")
+        if np is not None and nh is not None and np % nh:
+            raise ValueError(f"np={np} is not divisible by nhosts={nh}")
+        if np is not None and nh is not None and nh > np:
+            raise ValueError(f"nhosts={nh} is more than np={np}")
+        return self
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """For each field set by a layer, the name of that layer."""
+        return dict(self._provenance)
+
+    @classmethod
+    def from_layers(cls, layers: Iterable[Layer]) -> LaunchSpec:
+        """Merge ``layers`` (lowest first) into a spec that remembers their provenance."""
+        layers = list(layers)
+        values, provenance = merge_layers(layers)
+        origin = next((p for p in provenance.values() if p.startswith("config:")), None)
+        try:
+            spec = cls.model_validate(values)
+        except ValidationError as exc:
+            raise _spec_error(exc, origin=origin, provenance=provenance) from None
+        spec._provenance = provenance
+        spec._layers = list(layers)
+        return spec
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> LaunchSpec:
+        """Load a TOML config file (LaunchSpec fields at top level; it may name a ``template``)."""
+        return cls.from_layers([(f"config:{path}", load_config(path))])
+
+    def render(self, environ: Mapping[str, str] | None = None) -> Any:
+        """Resolve this spec on this machine and return the :class:`~ezpz.plan.Plan`."""
+        from ezpz.launch import plan_launch
+
+        return plan_launch(self, environ)
+
+    def run(self, environ: Mapping[str, str] | None = None) -> int:
+        """Render and execute; return the launcher's exit code."""
+        from ezpz.execute import execute
+
+        return execute(self.render(environ))
+
+
+def _spec_error(exc: ValidationError, origin: str | None, provenance: Mapping[str, str] | None = None) -> SpecError:
+    """Turn pydantic's first error into one line naming file, field and value."""
+    err = exc.errors()[0]
+    loc = ".".join(str(part) for part in err["loc"]) or "spec"
+    field = str(err["loc"][0]) if err["loc"] else ""
+    where = ""
+    if origin is not None:
+        where = f" in {origin.removeprefix('config:')}"
+    elif provenance and field in provenance:
+        where = f" (from {provenance[field]})"
+    if err["type"] == "extra_forbidden":
+        return SpecError(f"unknown key {loc!r}{where}", err.get("input"), closest(loc, LaunchSpec.model_fields))
+    message = err["msg"].removeprefix("Value error, ")
+    given = err.get("input")
+    if isinstance(given, dict):
+        given = None
+    return SpecError(f"invalid {loc}{where}: {message}", given)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into a dict of LaunchSpec fields (unchecked)."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SpecError("config file not found", str(path), "give a TOML file of LaunchSpec fields") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError("config file is not readable", str(path), type(exc).__name__) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"config file is not valid TOML: {exc}", str(path)) from None
+    unknown = [key for key in data if key not in LaunchSpec.model_fields]
+    if unknown:
+        raise SpecError(f"unknown key {unknown[0]!r} in {path}", data[unknown[0]], closest(unknown[0], LaunchSpec.model_fields))
+    return data
+
+
+def merge_layers(layers: Iterable[Layer]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Merge partial field values, lowest layer first.
+
+    Returns the merged values and, for each field, the layer(s) that set it.
+    ``env`` merges key by key and ``launcher_flags`` concatenate; every other
+    field takes the last layer's value.
+    """
+    values: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    for name, layer in layers:
+        for key, value in layer.items():
+            if value is None:
+                continue
+            if key == "env":
+                incoming = _parse_env_items(value) if isinstance(value, (list, tuple)) else dict(value)
+                if not incoming:
+                    continue
+                values["env"] = {**values.get("env", {}), **incoming}
+                provenance[key] = f"{provenance[key]}+{name}" if key in provenance else name
+            elif key == "launcher_flags":
+                if not value:
+                    continue
+                values[key] = [*values.get(key, []), *value]
+                provenance[key] = f"{provenance[key]}+{name}" if key in provenance else name
+            else:
+                values[key] = value
+                provenance[key] = name
+    return values, provenance
+
+
+#: EZPZ_* variables read by the environment layer, and the field each sets.
+ENV_FIELDS = {
+    "EZPZ_NP": "np",
+    "EZPZ_PPN": "ppn",
+    "EZPZ_NHOSTS": "nhosts",
+    "EZPZ_HOSTFILE": "hostfile",
+    "CPU_BIND": "cpu_bind",
+    "EZPZ_CPU_BIND": "cpu_bind",
+    "EZPZ_LAUNCHER": "launcher",
+    "EZPZ_TEMPLATE": "template",
+    "EZPZ_SCHEDULER": "scheduler",
+    "EZPZ_TIMEOUT": "timeout",
+    "EZPZ_RETRIES": "retries",
+    "EZPZ_OVERSUBSCRIBE": "oversubscribe",
+    "EZPZ_MASTER_PORT": "master_port",
+    "EZPZ_ACCELERATORS_PER_NODE": "accelerators_per_node",
+}
+
+
+def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return the spec fields set by ``EZPZ_*`` variables (and the reference's ``CPU_BIND``)."""
+    layer: dict[str, Any] = {}
+    for var, field in ENV_FIELDS.items():
+        raw = environ.get(var, "").strip()
+        if raw:
+            layer[field] = raw
+    return layer
