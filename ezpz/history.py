@@ -1,0 +1,582 @@
+"""Training metrics with cross-rank statistics in one collective per update.
+
+>>> h = History()                         # doctest: +SKIP
+>>> line = h.update({"loss": 0.42, "lr": 3e-4}, step=10)
+>>> logger.info(line)                     # step=10 loss=0.420(±0.022) lr=3.0e-04
+>>> h.finalize()                          # run directory with report.md
+
+How the cross-rank statistics work
+    Every rank packs its metrics into one fixed-size float64 vector
+    ``[calls, n_keys, error, hash(k1), v1, hash(k2), v2, ...]`` and the ranks
+    exchange it with a single ``all_gather`` (gloo: on the CPU; NCCL/XCCL: on
+    the accelerator).  Each rank then computes mean / std / min / max of every
+    metric locally, in float64 with compensated sums, from the exact values
+    of all ranks, so ``std`` of ``1e6 + ε`` values is right.  The vector
+    length is fixed for the life of the History (it only grows, by doubling,
+    in the one update where a rank first reports more metrics than fit; that
+    update issues a second all_gather), so ranks with different metric sets
+    never issue mismatched collectives: metrics are matched by key hash and
+    each statistic counts the ranks that reported it (``n``).
+
+Rules for values (the same on every rank)
+    * int, float, bool, numpy scalars and one-element tensors (any device;
+      read with one transfer per device) are metrics.
+    * Strings, ``None``, lists and multi-element arrays/tensors are skipped,
+      with one warning per key.
+    * NaN and ±inf are kept: a step's statistic follows IEEE (any NaN makes
+      mean/std/min/max NaN; an inf makes std NaN), and the over-steps
+      :meth:`History.summary` ignores them and counts them in ``nonfinite``.
+    * Keys must match ``[\\w][\\w.-]*`` (no ``/``, no spaces; ``/`` separates
+      statistics in :func:`ezpz.metrics_io.to_dataframe`); ``time`` is
+      reserved and ``step`` may be given as a key instead of the argument.
+      A bad key raises :class:`~ezpz.errors.HistoryError` on *every* rank
+      after the collective, so no rank is left waiting.
+    * ``update`` is a collective: if the ranks' call counts disagree every
+      rank raises; if a rank never calls, the others raise after ``timeout``
+      seconds (gloo; NCCL/XCCL use the process group's own timeout).
+
+Only rank 0 writes files (JSONL, ``meta.json``, report, plots) and logs to
+W&B.  Settings: arguments win; ``None`` means "the ``EZPZ_*`` variable, else
+the default" (see ``docs/history.md``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import socket
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ezpz.errors import HistoryError
+from ezpz.log import get_logger
+from ezpz.metrics_io import METRICS_FILE, JsonlWriter
+from ezpz.ranks import rank_info
+from ezpz.report import META_FILE, MetricTrack, fmt, write_report
+
+__all__ = ["History", "Stat", "cross_rank_stats"]
+
+log = get_logger(__name__)
+
+_KEY = re.compile(r"[\w][\w.\-]*")
+_RESERVED = {"time"}
+_TRUTHY = {"1", "true", "yes", "on"}
+_FALSY = {"0", "false", "no", "off", ""}
+_HEADER = 3  # calls, n_keys, error flag
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUTHY:
+        return True
+    if value in _FALSY:
+        return False
+    raise HistoryError(f"{name} is not a boolean", raw, "use 1/0, true/false, yes/no or on/off")
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise HistoryError(f"{name} is not a number", raw, "give a positive number") from None
+    if value <= 0:
+        raise HistoryError(f"{name} must be positive", raw, "give a positive number")
+    return value
+
+
+def _pick(arg: Any, env: str, default: bool) -> bool:
+    return _env_flag(env, default) if arg is None else bool(arg)
+
+
+def _key_hash(key: str) -> float:
+    """48-bit hash of ``key`` plus one: exact in float64 and never 0 (the empty slot)."""
+    return float(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=6).digest(), "big") + 1)
+
+
+def _redact(text: str) -> str:
+    secret = os.environ.get("WANDB_API_KEY")
+    return text.replace(secret, "***") if secret else text
+
+
+class Stat(tuple):
+    """Cross-rank statistics of one metric at one step: ``(mean, std, min, max, n)``."""
+
+    __slots__ = ()
+
+    def __new__(cls, mean: float, std: float, lo: float, hi: float, n: int) -> Stat:
+        """Build from mean, population std, min, max and the number of ranks."""
+        return super().__new__(cls, (mean, std, lo, hi, n))
+
+    mean = property(lambda self: self[0], doc="mean over ranks")
+    std = property(lambda self: self[1], doc="population standard deviation over ranks")
+    min = property(lambda self: self[2], doc="minimum over ranks")
+    max = property(lambda self: self[3], doc="maximum over ranks")
+    n = property(lambda self: self[4], doc="number of ranks that reported the metric")
+
+    def as_dict(self) -> dict[str, float]:
+        """Return ``{"mean", "std", "min", "max", "n"}``."""
+        return {"mean": self[0], "std": self[1], "min": self[2], "max": self[3], "n": self[4]}
+
+
+def cross_rank_stats(values: list[float]) -> Stat:
+    """Mean, population std, min and max of one metric's per-rank values (float64).
+
+    Finite values use compensated two-pass sums (:func:`math.fsum`), exact
+    for ``1e6 + ε``.  Any NaN makes every statistic NaN; an inf (no NaN)
+    gives an IEEE mean, exact min/max and a NaN std.
+    """
+    n = len(values)
+    if all(math.isfinite(v) for v in values):
+        mean = math.fsum(values) / n
+        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / n)
+        return Stat(mean, std, min(values), max(values), n)
+    if any(math.isnan(v) for v in values):
+        return Stat(math.nan, math.nan, math.nan, math.nan, n)
+    return Stat(sum(values) / n, math.nan, min(values), max(values), n)
+
+
+def _torch_dist() -> ModuleType | None:
+    """torch.distributed when it is imported, initialized and the world is > 1."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return None
+    return dist if dist.get_world_size() > 1 else None
+
+
+def _collective_device(torch: ModuleType, dist: ModuleType) -> Any:
+    backend = str(dist.get_backend()).lower()
+    if "gloo" in backend or backend == "mpi":
+        return torch.device("cpu")
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and accelerator.current_accelerator() is not None:
+        return accelerator.current_accelerator()
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+class History:
+    """Metrics of a training run: cross-rank statistics, JSONL, report, plots, W&B.
+
+    Args:
+        keys: metric names to track; other keys given to :meth:`update` are
+            ignored with one warning.  ``None`` tracks every key.
+        outdir: run directory (rank 0 writes into it).  Default:
+            ``$EZPZ_HISTORY_DIR`` (else ``outputs/history``) ``/<timestamp>-<pid>``.
+        jsonl: write ``metrics.jsonl`` (``True``), not (``False``), or write
+            to this path (its directory must exist).  ``None``:
+            ``EZPZ_HISTORY_JSONL``, default on.
+        report: write ``report.md`` in :meth:`finalize`
+            (``EZPZ_HISTORY_REPORT``, default on).
+        distributed: compute cross-rank statistics when torch.distributed is
+            initialized with more than one rank (``EZPZ_HISTORY_DISTRIBUTED``,
+            default on).  Off: every rank keeps its own values, no collective.
+        wandb: ``True`` logs to the active W&B run or starts one
+            (project ``$EZPZ_WANDB_PROJECT``, default ``ezpz``); ``False``
+            never; ``None``: an already active run, else ``EZPZ_WANDB``.
+        plot: terminal plots and PNGs in the report (``EZPZ_HISTORY_PLOT``,
+            default on).
+        max_points: points kept per metric for plots
+            (``EZPZ_HISTORY_MAX_POINTS``, default 1024).
+        jsonl_max_bytes: rotate the JSONL at this size
+            (``EZPZ_HISTORY_JSONL_MAX_BYTES``, default 64 MiB).
+        timeout: seconds :meth:`update` waits for the other ranks
+            (``EZPZ_HISTORY_TIMEOUT``, default 900).
+
+    Raises:
+        HistoryError: on rank 0, when the run directory or JSONL file cannot
+            be written, or an ``EZPZ_HISTORY_*`` variable is malformed.
+    """
+
+    def __init__(
+        self,
+        keys: Iterable[str] | None = None,
+        *,
+        outdir: str | os.PathLike[str] | None = None,
+        jsonl: bool | str | os.PathLike[str] | None = None,
+        report: bool | None = None,
+        distributed: bool | None = None,
+        wandb: bool | None = None,
+        plot: bool | None = None,
+        max_points: int | None = None,
+        jsonl_max_bytes: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.keys = None if keys is None else list(keys)
+        if self.keys is not None:
+            for key in self.keys:
+                error = self._check_key(key)
+                if error is not None:
+                    raise error
+        self.report = _pick(report, "EZPZ_HISTORY_REPORT", True)
+        self.distributed = _pick(distributed, "EZPZ_HISTORY_DISTRIBUTED", True)
+        self.plot = _pick(plot, "EZPZ_HISTORY_PLOT", True)
+        self.max_points = int(max_points or _env_number("EZPZ_HISTORY_MAX_POINTS", 1024))
+        self.timeout = float(timeout or _env_number("EZPZ_HISTORY_TIMEOUT", 900.0))
+        max_bytes = int(jsonl_max_bytes or _env_number("EZPZ_HISTORY_JSONL_MAX_BYTES", 64 * 2**20))
+        self.rank = self._rank()
+        base = Path(os.environ.get("EZPZ_HISTORY_DIR") or "outputs/history")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.run_dir = Path(outdir) if outdir is not None else base / f"{stamp}-{os.getpid()}"
+        self.tracks: dict[str, MetricTrack] = {}
+        self.started = time.time()
+        self._calls = 0
+        self._capacity = 1 << max(5, (len(self.keys or ()) - 1).bit_length())
+        self._hashes: dict[str, float] = {}
+        self._warned: set[str] = set()
+        self._device: Any = None
+        self._writer: JsonlWriter | None = None
+        self._meta_written = False
+        self._world = 1
+        want_jsonl = jsonl if isinstance(jsonl, (str, os.PathLike)) else _pick(jsonl, "EZPZ_HISTORY_JSONL", True)
+        if self.rank == 0 and (want_jsonl or self.report):
+            self._make_run_dir()
+        if self.rank == 0 and want_jsonl:
+            path = Path(want_jsonl) if isinstance(want_jsonl, (str, os.PathLike)) else self.run_dir / METRICS_FILE
+            self._writer = JsonlWriter(path, max_bytes)
+        self._wandb, self._wandb_owned = self._setup_wandb(wandb) if self.rank == 0 else (None, False)
+
+    # ---------------------------------------------------------------- set-up
+    @staticmethod
+    def _rank() -> int:
+        dist = sys.modules.get("torch.distributed")
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank())
+        return rank_info().rank
+
+    def _make_run_dir(self) -> None:
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".ezpz-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise HistoryError(
+                "the History output directory is not writable",
+                str(self.run_dir),
+                f"{exc.strerror or exc}; pass outdir= or set EZPZ_HISTORY_DIR to a writable directory",
+            ) from None
+
+    def _setup_wandb(self, wanted: bool | None) -> tuple[ModuleType | None, bool]:
+        if wanted is False:
+            return None, False
+        module = sys.modules.get("wandb")
+        if wanted is None:
+            if module is not None and getattr(module, "run", None) is not None:
+                return module, False
+            if not _env_flag("EZPZ_WANDB", False):
+                return None, False
+        try:
+            import wandb
+        except ImportError:
+            log.warning("W&B logging asked for but wandb is not installed: pip install 'ezpz[wandb]'")
+            return None, False
+        if wandb.run is not None:
+            return wandb, False
+        try:
+            wandb.init(
+                project=os.environ.get("EZPZ_WANDB_PROJECT") or "ezpz",
+                dir=str(self.run_dir) if self.run_dir.is_dir() else None,
+                config={"world_size": self._world_size()},
+            )
+        except Exception as exc:  # W&B must never stop training
+            log.warning("W&B disabled: could not start a run (%s: %s)", type(exc).__name__, _redact(str(exc)))
+            return None, False
+        return wandb, True
+
+    @staticmethod
+    def _world_size() -> int:
+        dist = sys.modules.get("torch.distributed")
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            return int(dist.get_world_size())
+        return rank_info().world_size
+
+    def _write_meta(self) -> None:
+        torch = sys.modules.get("torch")
+        meta = {
+            "started": self.started,
+            "host": socket.gethostname(),
+            "world_size": self._world_size(),
+            "python": platform.python_version(),
+            "ezpz": sys.modules["ezpz"].__version__,
+            "torch": getattr(torch, "__version__", None),
+            "platform": platform.platform(),
+            "cwd": os.getcwd(),
+            "argv": sys.argv,
+        }
+        try:
+            (self.run_dir / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        except OSError as exc:
+            self._warn_once("meta", "could not write %s: %s", META_FILE, exc)
+        self._meta_written = True
+
+    def _warn_once(self, tag: str, message: str, *args: object) -> None:
+        if tag not in self._warned:
+            self._warned.add(tag)
+            log.warning(message, *args)
+
+    # ---------------------------------------------------------------- values
+    @staticmethod
+    def _check_key(key: object) -> HistoryError | None:
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            return HistoryError(
+                "metric names must be words, dots or dashes (no '/' or spaces)",
+                key if isinstance(key, str) else repr(key),
+                "e.g. 'train.loss' or 'train_loss'",
+            )
+        if key in _RESERVED:
+            return HistoryError("metric name is reserved", key, "rename it, e.g. 'dt' for a duration")
+        return None
+
+    def _scalars(self, metrics: Mapping[str, Any]) -> tuple[dict[str, float], HistoryError | None]:
+        """Validate keys and turn values into floats (skipping non-numbers with one warning)."""
+        values: dict[str, float] = {}
+        tensors: dict[Any, list[tuple[str, Any]]] = {}
+        for key, value in metrics.items():
+            error = self._check_key(key)
+            if error is not None:
+                return {}, error
+            if self.keys is not None and key not in self.keys:
+                self._warn_once(f"untracked:{key}", "History: metric %r is not in keys=; ignored", key)
+                continue
+            if isinstance(value, (bool, int, float)):
+                values[key] = float(value)
+                continue
+            numel = getattr(value, "numel", None)
+            if callable(numel) and type(value).__module__.startswith("torch") and numel() == 1:
+                tensors.setdefault(value.device, []).append((key, value))
+                values[key] = math.nan  # placeholder keeps the caller's order
+                continue
+            if not isinstance(value, (str, bytes)) and getattr(value, "size", 1) == 1:
+                try:
+                    values[key] = float(value)
+                    continue
+                except (TypeError, ValueError):
+                    pass
+            self._warn_once(
+                f"type:{key}",
+                "History: metric %r is not a number (%s); skipped. Metrics are int, float, bool "
+                "or one-element arrays/tensors",
+                key,
+                type(value).__name__,
+            )
+        if tensors:
+            torch = sys.modules["torch"]
+            for items in tensors.values():
+                numbers = torch.stack([t.detach().reshape(()) for _, t in items]).cpu().double().tolist()
+                values.update(zip((k for k, _ in items), numbers))
+        return values, None
+
+    # ---------------------------------------------------------------- collective
+    def _exchange(self, dist: ModuleType, values: dict[str, float], failed: bool) -> list[list[float]]:
+        """One all_gather of the packed vectors; returns one row per rank."""
+        torch = sys.modules["torch"]
+        if self._device is None:
+            self._device = _collective_device(torch, dist)
+        keys = list(values)
+        for key in keys:
+            if key not in self._hashes:
+                self._hashes[key] = _key_hash(key)
+        width = _HEADER + 2 * self._capacity
+        vec = [float(self._calls), float(len(keys)), float(failed)]
+        for key in keys[: self._capacity]:
+            vec += (self._hashes[key], values[key])
+        vec += [0.0] * (width - len(vec))
+        world = dist.get_world_size()
+        send = torch.tensor(vec, dtype=torch.float64, device=self._device)
+        out = torch.empty(world * width, dtype=torch.float64, device=self._device)
+        gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+        try:
+            gather(out, send, async_op=True).wait(timeout=datetime.timedelta(seconds=self.timeout))
+        except RuntimeError as exc:
+            raise HistoryError(
+                "History.update timed out or failed waiting for the other ranks",
+                f"rank {self.rank}, update #{self._calls}, timeout {self.timeout:g} s",
+                f"call update() on every rank the same number of times (or pass distributed=False); {exc}",
+            ) from None
+        flat = out.cpu().tolist()
+        rows = [flat[r * width : (r + 1) * width] for r in range(world)]
+        most = int(max(row[1] for row in rows))
+        if most > self._capacity and not any(row[2] for row in rows):
+            self._capacity = 1 << (most - 1).bit_length()
+            return self._exchange(dist, values, failed)
+        return rows
+
+    def _check_rows(self, rows: list[list[float]], error: HistoryError | None) -> None:
+        calls = [int(row[0]) for row in rows]
+        if len(set(calls)) > 1:
+            raise HistoryError(
+                "History.update was called a different number of times on different ranks",
+                ", ".join(f"rank {r}: call {c}" for r, c in enumerate(calls)),
+                "call update() on every rank at every step, or pass distributed=False",
+            )
+        if error is not None:
+            raise error
+        failed = [r for r, row in enumerate(rows) if row[2]]
+        if failed:
+            raise HistoryError(
+                "History.update rejected the metrics of other ranks",
+                f"ranks {failed}",
+                "see the error those ranks raised",
+            )
+
+    def _stats(self, values: dict[str, float], rows: list[list[float]]) -> dict[str, Stat]:
+        n = len(values)
+        hashes = [self._hashes[k] for k in values]
+        end = _HEADER + 2 * n
+        if all(int(row[1]) == n and row[_HEADER:end:2] == hashes for row in rows):
+            columns = zip(*(row[_HEADER + 1 : end : 2] for row in rows))
+            return {key: cross_rank_stats(list(col)) for key, col in zip(values, columns)}
+        per_rank = []
+        for row in rows:
+            count = int(row[1])
+            pairs = row[_HEADER : _HEADER + 2 * count]
+            per_rank.append(dict(zip(pairs[0::2], pairs[1::2])))
+        mine = set(hashes)
+        if any(set(d) != mine for d in per_rank):
+            missing = {k: [r for r, d in enumerate(per_rank) if self._hashes[k] not in d] for k in values}
+            missing = {k: v for k, v in missing.items() if v}
+            extra = [r for r, d in enumerate(per_rank) if set(d) - mine]
+            self._warn_once(
+                "mismatch",
+                "History: ranks report different metric sets; each statistic uses the ranks that "
+                "report it (n). Missing here -> ranks: %s; ranks with metrics rank %d lacks: %s",
+                missing or "none",
+                self.rank,
+                extra or "none",
+            )
+        return {
+            key: cross_rank_stats([d[h] for d in per_rank if h in d]) for key, h in zip(values, hashes)
+        }
+
+    # ---------------------------------------------------------------- public
+    def update(self, metrics: Mapping[str, Any], step: int | float | None = None) -> str:
+        """Record one step of metrics; a collective when the world is > 1.
+
+        Every rank must call it, the same number of times.  Returns the
+        console line ``step=10 loss=0.047(±0.022) lr=3.0e-04``.
+
+        Raises:
+            HistoryError: a bad key (on every rank), ranks out of step, or a
+                timeout waiting for the other ranks.
+        """
+        if not isinstance(metrics, Mapping):
+            raise HistoryError("History.update takes a mapping of metric name to value", type(metrics).__name__)
+        if "step" in metrics:
+            metrics = dict(metrics)
+            given = metrics.pop("step")
+            if step is None:
+                step = given
+        step = self._calls if step is None else step
+        values, error = self._scalars(metrics)
+        dist = _torch_dist() if self.distributed else None
+        self._world = 1 if dist is None else dist.get_world_size()
+        if dist is not None:
+            rows = self._exchange(dist, values, error is not None)
+            self._calls += 1
+            self._check_rows(rows, error)
+            stats = self._stats(values, rows)
+        else:
+            self._calls += 1
+            if error is not None:
+                raise error
+            stats = {k: Stat(v, 0.0 if math.isfinite(v) else math.nan, v, v, 1) for k, v in values.items()}
+        for key, stat in stats.items():
+            if key not in self.tracks:
+                self.tracks[key] = MetricTrack(self.max_points)
+            self.tracks[key].add(float(step), stat.mean, stat.min, stat.max)
+            if not math.isfinite(values[key]):
+                self._warn_once(f"nonfinite:{key}", "History: metric %r is %s at step %s", key, values[key], step)
+        if self.rank == 0:
+            self._emit(step, values, stats)
+        return self._line(step, stats)
+
+    def _emit(self, step: int | float, values: dict[str, float], stats: dict[str, Stat]) -> None:
+        if self._writer is not None:
+            if not self._meta_written:
+                self._write_meta()
+            try:
+                self._writer.write(
+                    {
+                        "step": step,
+                        "time": time.time(),
+                        "rank": self.rank,
+                        "world_size": self._world,
+                        "metrics": values,
+                        "stats": {k: s.as_dict() for k, s in stats.items()},
+                    }
+                )
+            except OSError as exc:
+                log.warning("History: JSONL writing stopped (%s); lines written so far are kept", exc)
+                self._writer.close()
+                self._writer = None
+        if self._wandb is not None:
+            data: dict[str, float] = {}
+            for key, s in stats.items():
+                data[key] = s.mean
+                if s.n > 1:
+                    data.update({f"{key}/std": s.std, f"{key}/min": s.min, f"{key}/max": s.max})
+            try:
+                self._wandb.log(data, step=int(step))
+            except Exception as exc:  # W&B must never stop training
+                log.warning("W&B disabled: log failed (%s: %s)", type(exc).__name__, _redact(str(exc)))
+                self._wandb = None
+
+    @staticmethod
+    def _line(step: int | float, stats: dict[str, Stat]) -> str:
+        parts = [f"step={fmt(step)}"]
+        for key, s in stats.items():
+            text = f"{key}={fmt(s.mean)}"
+            if s.n > 1 and s.std > 0:
+                text += f"(±{fmt(s.std)})"
+            parts.append(text)
+        return " ".join(parts)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per metric: latest / mean / min / max / std of the cross-rank mean over steps.
+
+        Also ``count`` (finite steps) and ``nonfinite`` (NaN/inf steps, left
+        out of the statistics).
+        """
+        return {key: track.summary() for key, track in self.tracks.items()}
+
+    def finalize(self, outdir: str | os.PathLike[str] | None = None) -> Path:
+        """Close the JSONL, write ``report.md`` and plots (rank 0), finish W&B; return the run directory.
+
+        ``outdir`` puts the report elsewhere (the JSONL stays where it is).
+        Not a collective; calling it twice rewrites the report.
+        """
+        target = Path(outdir) if outdir is not None else self.run_dir
+        if self.rank != 0:
+            return target
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self.report:
+            if not self._meta_written and target == self.run_dir and self.run_dir.is_dir():
+                self._write_meta()
+            meta = None
+            meta_path = self.run_dir / META_FILE
+            if meta_path.is_file():
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            write_report(target, self.tracks, meta, plot=self.plot)
+        if self._wandb is not None and self._wandb_owned:
+            try:
+                self._wandb.finish()
+            except Exception as exc:  # W&B must never stop training
+                log.warning("W&B finish failed (%s: %s)", type(exc).__name__, _redact(str(exc)))
+        self._wandb = None
+        return target
