@@ -47,9 +47,9 @@ def _root(
 
 
 def _register() -> None:
-    from ezpz.cli import launch
+    from ezpz.cli import doctor, envs, launch, spec, templates
 
-    for module in (launch,):
+    for module in (launch, templates, spec, doctor, envs):
         module.register(app)
 
 
