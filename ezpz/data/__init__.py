@@ -1,0 +1,58 @@
+"""Data for distributed training: text datasets, tokenisation, packing, loaders.
+
+Names load lazily, so ``import ezpz.data`` imports neither torch nor
+``datasets``; the first use of a name imports what it needs and, when an
+extra is missing, raises one line naming it (``pip install 'ezpz[data]'``).
+
+* :func:`prepare_text` / :func:`random_data` -> :class:`TextData` (packed,
+  cached token blocks; see :mod:`ezpz.data.text` for the sources);
+* :func:`build_loader` -> a rank-aware ``DataLoader``; :func:`cycle` and
+  :func:`set_epoch` drive its epochs (see :mod:`ezpz.data.loader`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY: dict[str, str] = {
+    "DataError": "ezpz.data.text",
+    "TextData": "ezpz.data.text",
+    "Tokenizer": "ezpz.data.text",
+    "load_text": "ezpz.data.text",
+    "prepare_text": "ezpz.data.text",
+    "random_data": "ezpz.data.text",
+    "shakespeare_files": "ezpz.data.text",
+    "build_loader": "ezpz.data.loader",
+    "cycle": "ezpz.data.loader",
+    "set_epoch": "ezpz.data.loader",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:
+    from ezpz.data.loader import build_loader, cycle, set_epoch
+    from ezpz.data.text import (
+        DataError,
+        TextData,
+        Tokenizer,
+        load_text,
+        prepare_text,
+        random_data,
+        shakespeare_files,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ezpz.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """List the public names, loaded or not."""
+    return __all__
