@@ -2,8 +2,10 @@
 
 After ``--``, or after the first word of the command, nothing is ezpz's:
 ``ezpz launch -n 2 -- python t.py -n 5 --help`` passes ``-n 5 --help`` to
-``t.py``.  Options before that which ezpz does not know go to the launcher
-(``ezpz launch --no-vni -- python train.py``).
+``t.py``.  Words before ``--`` that ezpz does not know go to the launcher,
+values included (``ezpz launch --no-vni -launcher fork -- python train.py``);
+without ``--``, the first word that is not an option starts the command, so
+launcher flags then need the ``--flag=value`` form.
 """
 
 from __future__ import annotations
@@ -26,26 +28,28 @@ class LaunchCommand(TyperCommand):
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
         """Keep ezpz's own options for Click; set the rest aside in ``ctx.meta``."""
         known = {opt: p for p in self.get_params(ctx) for opt in (*p.opts, *p.secondary_opts)}
+        # With "--", everything before it that is not ours goes to the launcher
+        # (values included: "-launcher fork"); without it, the first plain word
+        # starts the command.
+        split = args.index("--") if "--" in args else None
+        head = args if split is None else args[:split]
+        command: list[str] = [] if split is None else args[split + 1 :]
         ours: list[str] = []
         flags: list[str] = []
-        command: list[str] = []
         i = 0
-        while i < len(args):
-            token = args[i]
-            if token == "--":
-                command = args[i + 1 :]
-                break
+        while i < len(head):
+            token = head[i]
             param = known.get(token.split("=", 1)[0])
             if param is not None:
                 ours.append(token)
                 takes_value = not getattr(param, "is_flag", True) and not getattr(param, "count", False)
-                if "=" not in token and takes_value and i + 1 < len(args):
-                    ours.append(args[i + 1])
+                if "=" not in token and takes_value and i + 1 < len(head):
+                    ours.append(head[i + 1])
                     i += 1
-            elif token.startswith("-") and token != "-":
+            elif split is not None or (token.startswith("-") and token != "-"):
                 flags.append(token)
             else:
-                command = args[i:]
+                command = head[i:]
                 break
             i += 1
         ctx.meta[_TAIL] = command
