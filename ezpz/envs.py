@@ -57,6 +57,7 @@ class PythonEnv:
         kind: ``"venv"``, ``"uv"`` (a venv created by uv) or ``"conda"``.
         name: a short, file-name-safe name: the directory name, prefixed with
             its parent's name when the directory is called ``.venv``/``venv``.
+
     """
 
     path: Path
@@ -75,11 +76,15 @@ def env_at(path: Path) -> PythonEnv:
 
     Raises:
         EnvToolError: ``path`` is not a directory.
+
     """
     path = Path(path).expanduser().absolute()
     if not path.is_dir():
-        raise EnvToolError("environment source is not a directory", str(path),
-                           "pass --src with the prefix of a venv or conda environment")
+        raise EnvToolError(
+            "environment source is not a directory",
+            str(path),
+            "pass --src with the prefix of a venv or conda environment",
+        )
     kind: EnvKind = "venv"
     cfg = path / "pyvenv.cfg"
     if (path / "conda-meta").is_dir():
@@ -105,6 +110,7 @@ def active_env(environ: Mapping[str, str] | None = None, prefix: str | None = No
 
     Raises:
         EnvToolError: no environment is active.
+
     """
     env = os.environ if environ is None else environ
     for var in ("VIRTUAL_ENV", "CONDA_PREFIX"):
@@ -114,8 +120,11 @@ def active_env(environ: Mapping[str, str] | None = None, prefix: str | None = No
     prefix = sys.prefix if prefix is None else prefix
     if prefix != sys.base_prefix:
         return env_at(Path(prefix))
-    raise EnvToolError("no active Python environment", "VIRTUAL_ENV and CONDA_PREFIX unset",
-                       "activate a venv or conda environment, or pass --src")
+    raise EnvToolError(
+        "no active Python environment",
+        "VIRTUAL_ENV and CONDA_PREFIX unset",
+        "activate a venv or conda environment, or pass --src",
+    )
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,7 @@ class Tarball:
         reused: ``True`` when an existing tarball was kept (no ``overwrite``).
         files: number of archive members written (0 when reused).
         size: size of the tarball in bytes.
+
     """
 
     path: Path
@@ -159,14 +169,23 @@ def _inside(path: Path, parent: Path) -> bool:
 
 def _check_out(src: Path, out: Path) -> None:
     if _inside(out, src):
-        raise EnvToolError("the tarball would be written inside the environment it packs",
-                           str(out), f"pass --out outside {src}")
+        raise EnvToolError(
+            "the tarball would be written inside the environment it packs",
+            str(out),
+            f"pass --out outside {src}",
+        )
     if not out.parent.is_dir():
-        raise EnvToolError("the tarball's directory does not exist", str(out.parent),
-                           "create it or pass another --out")
+        raise EnvToolError(
+            "the tarball's directory does not exist",
+            str(out.parent),
+            "create it or pass another --out",
+        )
     if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise EnvToolError("the tarball's directory is not writable", str(out.parent),
-                           "pass --out in a writable directory")
+        raise EnvToolError(
+            "the tarball's directory is not writable",
+            str(out.parent),
+            "pass --out in a writable directory",
+        )
 
 
 def tar_env(
@@ -196,6 +215,7 @@ def tar_env(
         EnvToolError: ``src`` is not a directory, ``out`` is inside ``src`` or
             not writable, a file of ``src`` cannot be read, or writing fails
             (for example, no space left).
+
     """
     env = env_at(src)
     out = Path(out).expanduser().absolute() if out else env.path.parent / f"{env.name}.tar.gz"
@@ -208,18 +228,23 @@ def tar_env(
     tmp = Path(tmp_name)
     done = 0
     try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(
-            fileobj=raw, mode="w:gz", compresslevel=level, format=tarfile.PAX_FORMAT
-        ) as tar:
+        with (
+            os.fdopen(fd, "wb") as raw,
+            tarfile.open(
+                fileobj=raw, mode="w:gz", compresslevel=level, format=tarfile.PAX_FORMAT
+            ) as tar,
+        ):
             for entry in entries:
                 arcname = str(Path(env.path.name) / entry.relative_to(env.path))
                 try:
                     tar.add(entry, arcname=arcname, recursive=False)
                 except OSError as exc:
                     if exc.filename is not None and _inside(Path(exc.filename), env.path):
-                        raise EnvToolError(f"cannot read a file of the environment: {exc.strerror}",
-                                           str(exc.filename),
-                                           "fix its permissions or pass another --src") from exc
+                        raise EnvToolError(
+                            f"cannot read a file of the environment: {exc.strerror}",
+                            str(exc.filename),
+                            "fix its permissions or pass another --src",
+                        ) from exc
                     raise
                 if progress is not None and entry.is_file() and not entry.is_symlink():
                     done += entry.stat().st_size
@@ -228,9 +253,14 @@ def tar_env(
         os.replace(tmp, out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        hint = "free space there or pass --out elsewhere" if exc.errno in (
-            errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else "pass --out elsewhere"
-        raise EnvToolError(f"cannot write the tarball: {exc.strerror or exc}", str(out), hint) from exc
+        hint = (
+            "free space there or pass --out elsewhere"
+            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+            else "pass --out elsewhere"
+        )
+        raise EnvToolError(
+            f"cannot write the tarball: {exc.strerror or exc}", str(out), hint
+        ) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -254,6 +284,7 @@ def byte_progress(label: str, enabled: bool | None = None) -> Iterator[Progress 
 
     Yields:
         the callback, or ``None`` when the bar is disabled.
+
     """
     if enabled is None:
         enabled = sys.stderr.isatty()
@@ -261,12 +292,18 @@ def byte_progress(label: str, enabled: bool | None = None) -> Iterator[Progress 
         yield None
         return
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress as RichProgress,
-                               TimeRemainingColumn, TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
+    from rich.progress import Progress as RichProgress
 
-    with RichProgress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), TimeRemainingColumn(),
-                      console=Console(stderr=True), transient=True) as bar:
+    with RichProgress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:

@@ -11,10 +11,16 @@ __all__ = ["register", "tar_env_command"]
 
 
 def tar_env_command(
-    src: Annotated[Path | None, typer.Option(help="Environment prefix (default: the active one).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Tarball path (default: <name>.tar.gz next to it).")] = None,
+    src: Annotated[
+        Path | None, typer.Option(help="Environment prefix (default: the active one).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Tarball path (default: <name>.tar.gz next to it).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Repack even when the tarball exists.")] = False,
-    level: Annotated[int, typer.Option(min=1, max=9, help="gzip level, 1 (fast) to 9 (small).")] = 1,
+    level: Annotated[
+        int, typer.Option(min=1, max=9, help="gzip level, 1 (fast) to 9 (small).")
+    ] = 1,
 ) -> None:
     """Pack the active Python environment (or --src) into <name>.tar.gz."""
     from ezpz.envs import active_env, byte_progress, env_at, tar_env
