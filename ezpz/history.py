@@ -7,7 +7,7 @@
 
 How the cross-rank statistics work
     Every rank packs its metrics into one fixed-size float64 vector
-    ``[calls, n_keys, error, hash(k1), v1, hash(k2), v2, ...]`` and the ranks
+    ``[calls, step, n_keys, error, hash(k1), v1, hash(k2), v2, ...]`` and the ranks
     exchange it with a single ``all_gather`` (gloo: on the CPU; NCCL/XCCL: on
     the accelerator).  Each rank then computes mean / std / min / max of every
     metric locally, in float64 with compensated sums, from the exact values
@@ -31,8 +31,8 @@ Rules for values (the same on every rank)
       reserved and ``step`` may be given as a key instead of the argument.
       A bad key raises :class:`~ezpz.errors.HistoryError` on *every* rank
       after the collective, so no rank is left waiting.
-    * ``update`` is a collective: if the ranks' call counts disagree every
-      rank raises; if a rank never calls, the others raise after ``timeout``
+    * ``update`` is a collective: if the ranks' call counts or steps disagree
+      (a rank skipped a step) every rank in that collective raises; if a rank never calls, the others raise after ``timeout``
       seconds (gloo; NCCL/XCCL use the process group's own timeout).
 
 Only rank 0 writes files (JSONL, ``meta.json``, report, plots) and logs to
@@ -71,7 +71,7 @@ _KEY = re.compile(r"[\w][\w.\-]*")
 _RESERVED = {"time"}
 _TRUTHY = {"1", "true", "yes", "on"}
 _FALSY = {"0", "false", "no", "off", ""}
-_HEADER = 3  # calls, n_keys, error flag
+_HEADER = 4  # calls, step, n_keys, error flag
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -381,7 +381,9 @@ class History:
         return values, None
 
     # ---------------------------------------------------------------- collective
-    def _exchange(self, dist: ModuleType, values: dict[str, float], failed: bool) -> list[list[float]]:
+    def _exchange(
+        self, dist: ModuleType, step: float, values: dict[str, float], failed: bool
+    ) -> list[list[float]]:
         """One all_gather of the packed vectors; returns one row per rank."""
         torch = sys.modules["torch"]
         if self._device is None:
@@ -391,7 +393,7 @@ class History:
             if key not in self._hashes:
                 self._hashes[key] = _key_hash(key)
         width = _HEADER + 2 * self._capacity
-        vec = [float(self._calls), float(len(keys)), float(failed)]
+        vec = [float(self._calls), float(step), float(len(keys)), float(failed)]
         for key in keys[: self._capacity]:
             vec += (self._hashes[key], values[key])
         vec += [0.0] * (width - len(vec))
@@ -409,23 +411,23 @@ class History:
             ) from None
         flat = out.cpu().tolist()
         rows = [flat[r * width : (r + 1) * width] for r in range(world)]
-        most = int(max(row[1] for row in rows))
-        if most > self._capacity and not any(row[2] for row in rows):
+        most = int(max(row[2] for row in rows))
+        if most > self._capacity and not any(row[3] for row in rows):
             self._capacity = 1 << (most - 1).bit_length()
-            return self._exchange(dist, values, failed)
+            return self._exchange(dist, step, values, failed)
         return rows
 
     def _check_rows(self, rows: list[list[float]], error: HistoryError | None) -> None:
-        calls = [int(row[0]) for row in rows]
-        if len(set(calls)) > 1:
+        where = [(row[0], row[1]) for row in rows]
+        if len(set(where)) > 1:
             raise HistoryError(
-                "History.update was called a different number of times on different ranks",
-                ", ".join(f"rank {r}: call {c}" for r, c in enumerate(calls)),
+                "History.update was not called on every rank at the same step",
+                ", ".join(f"rank {r}: call {int(c)} step {fmt(s)}" for r, (c, s) in enumerate(where)),
                 "call update() on every rank at every step, or pass distributed=False",
             )
         if error is not None:
             raise error
-        failed = [r for r, row in enumerate(rows) if row[2]]
+        failed = [r for r, row in enumerate(rows) if row[3]]
         if failed:
             raise HistoryError(
                 "History.update rejected the metrics of other ranks",
@@ -437,12 +439,12 @@ class History:
         n = len(values)
         hashes = [self._hashes[k] for k in values]
         end = _HEADER + 2 * n
-        if all(int(row[1]) == n and row[_HEADER:end:2] == hashes for row in rows):
+        if all(int(row[2]) == n and row[_HEADER:end:2] == hashes for row in rows):
             columns = zip(*(row[_HEADER + 1 : end : 2] for row in rows))
             return {key: cross_rank_stats(list(col)) for key, col in zip(values, columns)}
         per_rank = []
         for row in rows:
-            count = int(row[1])
+            count = int(row[2])
             pairs = row[_HEADER : _HEADER + 2 * count]
             per_rank.append(dict(zip(pairs[0::2], pairs[1::2])))
         mine = set(hashes)
@@ -481,11 +483,13 @@ class History:
             if step is None:
                 step = given
         step = self._calls if step is None else step
+        if isinstance(step, bool) or not isinstance(step, (int, float)):
+            raise HistoryError("step must be a number", repr(step), "pass an int, e.g. step=10")
         values, error = self._scalars(metrics)
         dist = _torch_dist() if self.distributed else None
         self._world = 1 if dist is None else dist.get_world_size()
         if dist is not None:
-            rows = self._exchange(dist, values, error is not None)
+            rows = self._exchange(dist, float(step), values, error is not None)
             self._calls += 1
             self._check_rows(rows, error)
             stats = self._stats(values, rows)
