@@ -1,0 +1,93 @@
+"""Smoke tests of every launch-core command, and the one-line error contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from ezpz.cli import app, main
+
+runner = CliRunner()
+
+
+def test_version_and_module_entry():
+    out = subprocess.run([sys.executable, "-m", "ezpz", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("ezpz ")
+
+
+def test_launch_dry_run_json_has_the_keys():
+    result = runner.invoke(app, ["launch", "--dry-run", "--json", "-n", "2", "--", "python", "t.py"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    for key in ("scheduler", "launcher", "np", "ppn", "nhosts", "hosts", "argv", "env", "provenance"):
+        assert key in plan
+    assert plan["argv"][-2:] == ["python", "t.py"] and plan["np"] == 2
+    assert plan["provenance"]["np"] == "flags"
+
+
+def test_launch_dry_run_text_shows_provenance(monkeypatch):
+    monkeypatch.setenv("EZPZ_PPN", "2")
+    result = runner.invoke(app, ["launch", "--dry-run", "-nh", "1", "--", "python", "t.py"])
+    assert result.exit_code == 0, result.output
+    assert "ppn" in result.stdout and "[env]" in result.stdout and "[flags]" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].endswith("python t.py")
+
+
+def test_unknown_options_before_dashdash_go_to_the_launcher():
+    result = runner.invoke(app, ["launch", "--json", "-n", "1", "--genvall", "-launcher", "fork", "--", "python", "t.py", "--help"])
+    argv = json.loads(result.stdout)["argv"]
+    assert argv[3:6] == ["--genvall", "-launcher", "fork"] and argv[-3:] == ["python", "t.py", "--help"]
+
+
+def test_templates_and_spec_commands(tmp_path):
+    listed = runner.invoke(app, ["templates", "list"])
+    assert listed.exit_code == 0
+    for name in ("aurora", "sunspot", "polaris", "sophia", "perlmutter", "frontier", "local"):
+        assert name in listed.stdout
+    shown = runner.invoke(app, ["templates", "show", "polaris"])
+    assert 'cpu_bind = "depth"' in shown.stdout
+    schema = json.loads(runner.invoke(app, ["spec", "schema"]).stdout)
+    assert schema["additionalProperties"] is False and "np" in schema["properties"]
+    config = tmp_path / "ezpz.toml"
+    config.write_text('template = "aurora"\nnp = 24\ncommand = "python train.py"\n')
+    validated = runner.invoke(app, ["spec", "validate", str(config)])
+    assert validated.exit_code == 0 and '"np": 24' in validated.stdout
+
+
+def test_config_file_layer_sits_between_template_and_flags(tmp_path, monkeypatch):
+    config = tmp_path / "ezpz.toml"
+    config.write_text('np = 4\nenv = { A = "1" }\nlauncher_flags = ["--verbose"]\n')
+    monkeypatch.setenv("EZPZ_NP", "2")
+    result = runner.invoke(app, ["launch", "--json", "-c", str(config), "-x", "B=2", "--", "t"])
+    plan = json.loads(result.stdout)
+    assert plan["np"] == 2 and plan["provenance"]["np"] == "env"
+    assert plan["env"]["A"] == "1" and plan["env"]["B"] == "2"
+    assert "--verbose" in plan["argv"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["launch", "--template", "auroa", "--", "x"], "did you mean 'aurora'"),
+        (["launch", "--template", "../../etc/passwd", "--", "x"], "not a template name"),
+        (["launch", "-n", "-3", "--", "x"], "invalid np"),
+        (["launch", "-n", "2"], "no command to launch"),
+        (["launch", "-x", "NOEQUALS", "--", "x"], "not KEY=VALUE"),
+        (["launch", "-n", "3", "-ppn", "2", "--", "x"], "not divisible"),
+        (["launch", "--hostfile", "/nonexistent/hosts", "--", "x"], "hostfile not found"),
+        (["launch", "--scheduler", "slurmm", "--", "x"], "did you mean 'slurm'"),
+        (["launch", "-n", "notanumber", "--", "x"], "valid integer"),
+        (["templates", "show", "nope"], "unknown template"),
+        (["spec", "validate", "/nonexistent.toml"], "config file not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, args, needle):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: ") and needle in err
+    assert "Traceback" not in err
