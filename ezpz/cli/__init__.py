@@ -47,9 +47,9 @@ def _root(
 
 
 def _register() -> None:
-    from ezpz.cli import doctor, envs, launch, spec, templates
+    from ezpz.cli import doctor, envs, launch, report, spec, templates
 
-    for module in (launch, templates, spec, doctor, envs):
+    for module in (launch, templates, spec, doctor, envs, report):
         module.register(app)
 
 
