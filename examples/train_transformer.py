@@ -197,4 +197,8 @@ def evaluate(torch: Any, model: Any, loader: Any, max_batches: int, device: Any)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except ezpz.EzpzError as exc:  # bad input or a missing extra: one line, exit 2
+        log.error("%s", exc.line())
+        raise SystemExit(2) from None

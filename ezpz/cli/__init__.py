@@ -47,9 +47,9 @@ def _root(
 
 
 def _register() -> None:
-    from ezpz.cli import doctor, envs, launch, report, spec, templates
+    from ezpz.cli import doctor, envs, launch, report, spec, templates, test
 
-    for module in (launch, templates, spec, doctor, envs, report):
+    for module in (launch, templates, spec, doctor, envs, report, test):
         module.register(app)
 
 
