@@ -22,3 +22,13 @@ def _guard_environ() -> Iterator[None]:
         os.environ.clear()
         os.environ.update(before)
         pytest.fail(f"test leaked changes to os.environ: {changed}")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--regen-golden``: rewrite tests/golden/expected/*.json from the current rendering."""
+    parser.addoption(
+        "--regen-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the golden argv files (tests/golden/expected) instead of failing on a difference",
+    )

@@ -1,0 +1,187 @@
+"""Golden argv: site cases rendered through the real resolution path, compared token by token.
+
+Each ``tests/golden/cases/NAME.toml`` describes one launch:
+
+* ``description``: what the case shows (and which ``sites.md`` row it is);
+* ``hostname``: what ``socket.gethostname()`` returns (site templates are
+  chosen by hostname);
+* ``probe``: accelerators the node probe reports.  Mocked: this machine has
+  no GPUs, so every case states the count it assumes (default 0);
+* ``args``: ``ezpz launch`` arguments, parsed by the real Typer command
+  (``--dry-run --json`` is added), or ``[spec]``: LaunchSpec fields given
+  as the ``flags`` layer of :func:`ezpz.launch.plan_launch`;
+* ``[environ]``: the environment the launch sees (nothing else leaks in;
+  ``{tmp}`` is the test's tmp_path);
+* ``[write]`` / ``[generate.NAME]``: files written under tmp_path first
+  (``generate`` writes ``count`` lines of ``format.format(i)``).
+
+``tests/golden/expected/NAME.json`` holds the rendered plan with ``{tmp}`` for
+tmp_path and ``{python}`` for ``sys.executable`` (the per-rank shim
+``python -m ezpz.rankenv``).  A missing expectation fails; rewrite them with
+``pytest tests/test_golden.py --regen-golden`` (or ``EZPZ_REGEN_GOLDEN=1``) and
+review the diff.  PBS itself is mocked through its environment (there is no
+PBS server for this machine); Slurm likewise here (real Slurm runs live in
+``test_slurm_real.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import sys
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import ezpz.launch
+from ezpz.cli import app
+from ezpz.plan import Plan
+from ezpz.templates import template_files
+
+GOLDEN = Path(__file__).parent / "golden"
+CASES = sorted((GOLDEN / "cases").glob("*.toml"))
+#: Hosts and file lines beyond this are recorded as count + first + last.
+LONG = 16
+#: Fixed so the rendering is deterministic (otherwise a free port is chosen).
+MASTER_PORT = "29500"
+
+
+def _regen(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--regen-golden")) or os.environ.get("EZPZ_REGEN_GOLDEN") == "1"
+
+
+def _summary(items: list[str]) -> list[str] | dict[str, Any]:
+    if len(items) <= LONG:
+        return items
+    return {"count": len(items), "first": items[0], "last": items[-1]}
+
+
+def _normalise(value: Any, tmp: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(tmp, "{tmp}").replace(sys.executable, "{python}")
+    if isinstance(value, list):
+        return [_normalise(v, tmp) for v in value]
+    if isinstance(value, dict):
+        return {_normalise(k, tmp): _normalise(v, tmp) for k, v in value.items()}
+    return value
+
+
+def record(plan: Plan, tmp: Path) -> dict[str, Any]:
+    """The comparable part of a plan, with machine-specific paths replaced."""
+    data = {
+        "argv": list(plan.argv),
+        "env": dict(plan.env),
+        "np": plan.np,
+        "ppn": plan.ppn,
+        "nhosts": plan.nhosts,
+        "hosts": _summary(list(plan.hosts)),
+        "scheduler": plan.scheduler,
+        "launcher": plan.launcher,
+        "template": plan.template,
+        "files": {path: _summary(content.splitlines()) for path, content in plan.files},
+        "timeout": plan.timeout,
+        "retries": plan.retries,
+    }
+    return _normalise(data, str(tmp))
+
+
+def _render_cli(args: list[str], environ: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> Plan:
+    """Run ``ezpz launch --dry-run --json ARGS`` for real, seeing only ``environ``."""
+    real = ezpz.launch.plan_launch
+    seen: list[Plan] = []
+
+    def plan_in_case_environ(spec: Any, _environ: Mapping[str, str] | None = None) -> Plan:
+        plan = real(spec, environ)
+        seen.append(plan)
+        return plan
+
+    monkeypatch.setattr(ezpz.launch, "plan_launch", plan_in_case_environ)
+    result = CliRunner().invoke(app, ["launch", "--dry-run", "--json", *args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    assert len(seen) == 1
+    assert json.loads(result.stdout) == seen[0].to_dict()
+    return seen[0]
+
+
+def render_case(case: Mapping[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Plan:
+    """Set up the case's files, hostname and probe, and render it."""
+    for name, text in case.get("write", {}).items():
+        (tmp / name).write_text(text)
+    for name, gen in case.get("generate", {}).items():
+        (tmp / name).write_text("".join(gen["format"].format(i) + "\n" for i in range(gen["count"])))
+    environ = {"EZPZ_MASTER_PORT": MASTER_PORT}
+    environ.update({k: v.replace("{tmp}", str(tmp)) for k, v in case.get("environ", {}).items()})
+    hostname = case.get("hostname", "testhost")
+    monkeypatch.setattr(socket, "gethostname", lambda: hostname)
+    probe = int(case.get("probe", 0))
+    monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (probe, "mocked probe (no accelerators here)"))
+    run_dir = tmp / "run"
+    run_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(run_dir))
+    if "args" in case:
+        args = [a.replace("{tmp}", str(tmp)) for a in case["args"]]
+        return _render_cli(args, environ, monkeypatch)
+    return ezpz.launch.plan_launch([("flags", dict(case["spec"]))], environ)
+
+
+def _first_difference(got: list[str], want: list[str]) -> str:
+    for i, (g, w) in enumerate(zip(got, want, strict=False)):
+        if g != w:
+            return f"argv token {i}: got {g!r}, expected {w!r}"
+    return f"argv length: got {len(got)} tokens, expected {len(want)}"
+
+
+def _check_invariants(plan: Plan) -> None:
+    assert shlex.split(str(plan)) == list(plan.argv)
+    assert plan.np == plan.nhosts * plan.ppn
+    assert len(plan.hosts) == plan.nhosts
+    assert plan.env["MASTER_ADDR"] == plan.hosts[0]
+    for path, _content in plan.files:
+        assert Path(path).parent == Path(tempfile.gettempdir()), "launch files belong in the temp dir"
+        assert not Path(path).exists(), "render must not write files (execute does)"
+
+
+@pytest.mark.parametrize("case_path", CASES, ids=[p.stem for p in CASES])
+def test_golden(case_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    case = tomllib.loads(case_path.read_text())
+    monkeypatch.chdir(tmp_path)
+    plan = render_case(case, tmp_path, monkeypatch)
+    _check_invariants(plan)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*case.get("write", {}), *case.get("generate", {}), "run"]
+    ), "rendering wrote files into the working directory"
+    got = {"description": case["description"], **record(plan, tmp_path)}
+    expected_path = GOLDEN / "expected" / f"{case_path.stem}.json"
+    if _regen(request):
+        expected_path.write_text(json.dumps(got, indent=2, ensure_ascii=False) + "\n")
+    if not expected_path.exists():
+        pytest.fail(f"no golden for {case_path.name}: run pytest tests/test_golden.py --regen-golden and review the diff")
+    want = json.loads(expected_path.read_text())
+    assert got["argv"] == want["argv"], _first_difference(got["argv"], want["argv"])
+    assert got == want
+
+
+def test_every_expectation_has_a_case() -> None:
+    cases = {p.stem for p in CASES}
+    orphans = sorted(p.stem for p in (GOLDEN / "expected").glob("*.json") if p.stem not in cases)
+    assert not orphans, f"golden files without a case: {orphans}"
+
+
+def test_every_template_has_a_golden() -> None:
+    covered = {json.loads(p.read_text())["template"] for p in (GOLDEN / "expected").glob("*.json")}
+    missing = sorted(set(template_files()) - covered)
+    assert not missing, f"templates without a golden case: {missing}"
+
+
+def test_dialects_all_covered() -> None:
+    launchers = {json.loads(p.read_text())["launcher"] for p in (GOLDEN / "expected").glob("*.json")}
+    assert launchers == {"pals", "hydra", "openmpi", "srun"}
