@@ -114,6 +114,10 @@ class _Run:
 
     def stop(self, sig: int) -> None:
         """Send ``sig`` to the whole group; SIGKILL it if it outlives the grace period."""
+        if sig == signal.SIGINT and self.plan.launcher == "srun":
+            # srun takes one SIGINT as "report status" and cancels only on a
+            # second within 1 s; SIGTERM cancels the step at once.
+            sig = signal.SIGTERM
         self.kill_group(sig)
         try:
             self.proc.wait(GRACE)
