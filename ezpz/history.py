@@ -346,9 +346,11 @@ class History:
         values: dict[str, float] = {}
         tensors: dict[Any, list[tuple[str, Any]]] = {}
         for key, value in metrics.items():
-            error = self._check_key(key)
-            if error is not None:
-                return {}, error
+            if key not in self._hashes:
+                error = self._check_key(key)
+                if error is not None:
+                    return {}, error
+                self._hashes[key] = _key_hash(key)
             if self.keys is not None and key not in self.keys:
                 self._warn_once(f"untracked:{key}", "History: metric %r is not in keys=; ignored", key)
                 continue
@@ -389,9 +391,6 @@ class History:
         if self._device is None:
             self._device = _collective_device(torch, dist)
         keys = list(values)
-        for key in keys:
-            if key not in self._hashes:
-                self._hashes[key] = _key_hash(key)
         width = _HEADER + 2 * self._capacity
         vec = [float(self._calls), float(step), float(len(keys)), float(failed)]
         for key in keys[: self._capacity]:
