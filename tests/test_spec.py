@@ -1,0 +1,363 @@
+"""LaunchSpec validation, layer merging, counting rules and the bad-input list of issue 2.
+
+Every bad input must raise an :class:`~ezpz.errors.EzpzError` whose one line
+names what was wrong, what was given and what is valid.  Counting errors are
+checked against explicit :class:`~ezpz.schedulers.base.Allocation` values (a
+PBS job's hosts, mocked: there is no PBS server here).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+import ezpz.launch
+from ezpz import LaunchSpec
+from ezpz.cli import main
+from ezpz.errors import EzpzError, SchedulerError, SpecError
+from ezpz.launch import plan_launch, resolve
+from ezpz.schedulers.base import Allocation, cut_cpu_bind
+from ezpz.schedulers.pbs import PBS
+from ezpz.spec import env_layer, load_config, merge_layers
+
+CMD = ["python3", "train.py"]
+AURORA_CPUS = "list:1-8:9-16:17-24:25-32:33-40:41-48:53-60:61-68:69-76:77-84:85-92:93-100"
+
+
+def assert_line(exc: EzpzError, *parts: str) -> str:
+    """The error's one line contains every part (what, given, valid) and no newline."""
+    line = exc.line()
+    assert "\n" not in line
+    for part in parts:
+        assert part in line, f"{part!r} not in {line!r}"
+    return line
+
+
+def aurora(hosts: int = 2, **fields: object) -> Allocation:
+    """An Aurora PBS job's allocation (hosts from a nodefile)."""
+    names = tuple(f"x4000c0s{i}b0n0" for i in range(hosts))
+    return Allocation(scheduler="pbs", hosts=names, job_id="8123456.aurora-pbs-0001", hostfile="/var/spool/pbs/aux/8123456", source="PBS_NODEFILE", **fields)  # type: ignore[arg-type]
+
+
+def render(alloc: Allocation, **fields: object) -> object:
+    """Render an Aurora-like spec (12 tiles per node, the site's cpu list) on ``alloc``."""
+    base: dict[str, object] = {"command": CMD, "master_port": 29500, "launcher": "pals", "accelerators_per_node": 12, "cpu_bind": AURORA_CPUS}
+    return PBS().render(LaunchSpec(**{**base, **fields}), alloc)
+
+
+@pytest.fixture
+def no_job_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI reads os.environ: make sure no scheduler job or EZPZ_* leaks in."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith(("PBS_", "SLURM_", "EZPZ_")) or key == "CPU_BIND":
+            monkeypatch.delenv(key)
+
+
+# --- the model ---------------------------------------------------------------
+
+
+def test_command_string_is_split_like_a_shell() -> None:
+    assert LaunchSpec(command="python3 -c 'print(1)'").command == ["python3", "-c", "print(1)"]
+
+
+def test_spec_is_frozen() -> None:
+    spec = LaunchSpec(command=CMD)
+    with pytest.raises(Exception, match="frozen"):
+        spec.np = 4  # type: ignore[misc]
+
+
+def test_json_schema_lists_every_field() -> None:
+    schema = LaunchSpec.model_json_schema()
+    assert set(schema["properties"]) == set(LaunchSpec.model_fields)
+    assert schema.get("additionalProperties") is False
+
+
+def test_env_items_become_a_table() -> None:
+    assert LaunchSpec(env=["A=1", "B=x=y", "C="]).env == {"A": "1", "B": "x=y", "C": ""}
+
+
+@pytest.mark.parametrize(
+    ("fields", "parts"),
+    [
+        ({"np": -1}, ("np", "-1", "greater than or equal to 1")),
+        ({"ppn": 0}, ("ppn", "0", "greater than or equal to 1")),
+        ({"nhosts": -3}, ("nhosts", "-3", "greater than or equal to 1")),
+        ({"np": 10**9}, ("np", str(10**9), "less than or equal to")),
+        ({"np": "many"}, ("np", "many", "integer")),
+        ({"np": 2.5}, ("np", "2.5")),
+        ({"retries": -1}, ("retries", "-1", "greater than or equal to 0")),
+        ({"timeout": 0}, ("timeout", "0", "greater than 0")),
+        ({"timeout": -5.0}, ("timeout", "-5", "greater than 0")),
+        ({"master_port": 70000}, ("master_port", "70000", "65535")),
+        ({"master_port": 0}, ("master_port", "0")),
+        ({"accelerators_per_node": -1}, ("accelerators_per_node", "-1")),
+        ({"launcher": "mpich3"}, ("launcher", "mpich3", "pals")),
+        ({"template": "  "}, ("template", "blank")),
+        ({"env": {"1BAD": "x"}}, ("env", "1BAD", "letters, digits and _")),
+        ({"env": {"A-B": "x"}}, ("env", "A-B")),
+        ({"npp": 4}, ("unknown key", "npp", "did you mean 'np'")),
+        ({"command": "python3 'unbalanced"}, ("command", "unbalanced")),
+    ],
+)
+def test_bad_field_is_one_spec_error_line(fields: dict[str, object], parts: tuple[str, ...]) -> None:
+    with pytest.raises(SpecError) as info:
+        LaunchSpec(**{"command": CMD, **fields})
+    assert_line(info.value, *parts)
+
+
+@pytest.mark.parametrize(
+    ("fields", "parts"),
+    [
+        ({"np": 10, "ppn": 4, "nhosts": 2}, ("np=10", "nhosts × ppn", "give two of the three")),
+        ({"np": 10, "ppn": 4}, ("np=10", "not divisible by ppn=4")),
+        ({"np": 10, "nhosts": 4}, ("np=10", "not divisible by nhosts=4")),
+        ({"np": 8, "ppn": 4, "nhosts": 3}, ("np=8", "3 × 4")),
+    ],
+)
+def test_mismatched_counts(fields: dict[str, int], parts: tuple[str, ...]) -> None:
+    with pytest.raises(SpecError) as info:
+        LaunchSpec(command=CMD, **fields)  # type: ignore[arg-type]
+    assert_line(info.value, *parts)
+
+
+@pytest.mark.parametrize("item", ["FOO", "FOO bar", ""])
+def test_env_item_without_equals(item: str) -> None:
+    with pytest.raises(SpecError) as info:
+        LaunchSpec(command=CMD, env=[item])
+    assert_line(info.value, "KEY=VALUE", repr(item), "-x NAME=value")
+
+
+def test_env_item_without_equals_in_a_layer() -> None:
+    with pytest.raises(SpecError) as info:
+        merge_layers([("flags", {"env": ["GOOD=1", "BAD"]})])
+    assert_line(info.value, "'BAD'", "KEY=VALUE")
+
+
+# --- layers and provenance ---------------------------------------------------
+
+
+def test_layers_merge_in_order_with_provenance() -> None:
+    spec = LaunchSpec.from_layers(
+        [
+            ("template:polaris", {"cpu_bind": "depth", "launcher_flags": ["--depth=8"], "env": {"A": "t", "B": "t"}, "ppn": 4}),
+            ("config:team.toml", {"cpu_bind": "core", "env": {"B": "c"}, "np": 8}),
+            ("env", {"ppn": "2", "launcher_flags": ["--no-vni"]}),
+            ("flags", {"command": CMD, "env": ["C=f"], "ppn": 8}),
+        ]
+    )
+    assert spec.cpu_bind == "core"
+    assert spec.ppn == 8 and spec.np == 8
+    assert spec.env == {"A": "t", "B": "c", "C": "f"}
+    assert spec.launcher_flags == ["--depth=8", "--no-vni"]
+    prov = spec.provenance
+    assert prov["cpu_bind"] == "config:team.toml"
+    assert prov["ppn"] == "flags"
+    assert prov["np"] == "config:team.toml"
+    assert prov["env"] == "template:polaris+config:team.toml+flags"
+    assert prov["launcher_flags"] == "template:polaris+env"
+    assert "timeout" not in prov
+
+
+def test_environment_layer_reads_ezpz_variables() -> None:
+    layer = env_layer({"EZPZ_NP": "8", "CPU_BIND": "depth", "EZPZ_OVERSUBSCRIBE": "1", "HOME": "/root", "EZPZ_PPN": "  "})
+    assert layer == {"np": "8", "cpu_bind": "depth", "oversubscribe": "1"}
+    spec = LaunchSpec.from_layers([("env", layer), ("flags", {"command": CMD})])
+    assert (spec.np, spec.cpu_bind, spec.oversubscribe) == (8, "depth", True)
+
+
+def test_bad_environment_value_names_the_layer() -> None:
+    with pytest.raises(SpecError) as info:
+        LaunchSpec.from_layers([("env", env_layer({"EZPZ_NP": "-4"})), ("flags", {"command": CMD})])
+    assert_line(info.value, "np", "(from env)", "-4", "greater than or equal to 1")
+
+
+def test_flag_beats_environment_beats_config_beats_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real resolution path, on a mocked Polaris PBS job."""
+    nodefile = tmp_path / "nodefile"
+    nodefile.write_text("x3005c0s13b0n0\nx3005c0s13b1n0\n")
+    config = tmp_path / "team.toml"
+    config.write_text('template = "polaris"\ncpu_bind = "core"\nretries = 3\ntimeout = 60.0\n')
+    environ = {"PBS_JOBID": "1.polaris", "PBS_NODEFILE": str(nodefile), "EZPZ_RETRIES": "1", "CPU_BIND": "none"}
+    monkeypatch.setattr(socket, "gethostname", lambda: "polaris-login-01")
+    layers = [(f"config:{config}", load_config(config)), ("flags", {"command": CMD, "cpu_bind": "depth", "master_port": 4242})]
+    spec = resolve(layers, environ).spec
+    assert spec.cpu_bind == "depth" and spec.provenance["cpu_bind"] == "flags"
+    assert spec.retries == 1 and spec.provenance["retries"] == "env"
+    assert spec.timeout == 60.0 and spec.provenance["timeout"] == f"config:{config}"
+    assert spec.launcher_flags == ["--depth=8"] and spec.provenance["launcher_flags"] == "template:polaris"
+    assert spec.accelerators_per_node == 4
+
+
+# --- config files --------------------------------------------------------------
+
+
+def test_config_file_roundtrip(tmp_path: Path) -> None:
+    path = tmp_path / "launch.toml"
+    path.write_text('command = ["python3", "train.py"]\nnp = 8\nppn = 4\nenv = { OMP_NUM_THREADS = "4" }\n')
+    spec = LaunchSpec.from_file(path)
+    assert (spec.np, spec.ppn, spec.env) == (8, 4, {"OMP_NUM_THREADS": "4"})
+    assert spec.provenance["np"] == f"config:{path}"
+
+
+def test_config_unknown_key_names_file_key_and_closest(tmp_path: Path) -> None:
+    path = tmp_path / "launch.toml"
+    path.write_text("nhost = 2\n")
+    with pytest.raises(SpecError) as info:
+        LaunchSpec.from_file(path)
+    assert_line(info.value, str(path), "'nhost'", "did you mean 'nhosts'")
+
+
+def test_config_bad_value_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "launch.toml"
+    path.write_text("np = -4\n")
+    with pytest.raises(SpecError) as info:
+        LaunchSpec.from_file(path)
+    assert_line(info.value, str(path), "np", "-4")
+
+
+def test_bad_flag_is_not_blamed_on_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "launch.toml"
+    path.write_text("retries = 1\n")
+    with pytest.raises(SpecError) as info:
+        LaunchSpec.from_layers([(f"config:{path}", load_config(path)), ("flags", {"command": CMD, "np": -1})])
+    line = assert_line(info.value, "np", "-1", "flags")
+    assert str(path) not in line
+
+
+@pytest.mark.parametrize(("text", "part"), [(None, "not found"), ("np = [", "not valid TOML")])
+def test_config_missing_or_broken(tmp_path: Path, text: str | None, part: str) -> None:
+    path = tmp_path / "launch.toml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        LaunchSpec.from_file(path)
+    assert_line(info.value, part, str(path))
+
+
+# --- counting against an allocation -------------------------------------------
+
+
+def test_counting_rules() -> None:
+    assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora())) == (24, 12, 2)
+    assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(), np=12)) == (12, 6, 2)
+    assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(), np=8, ppn=4)) == (8, 4, 2)
+    assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(4), nhosts=2)) == (24, 12, 2)
+    assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(4), np=12, nhosts=3)) == (12, 4, 3)
+    assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(4), np=2)) == (2, 1, 2)
+
+
+def test_np_not_divisible_by_the_jobs_hosts() -> None:
+    with pytest.raises(SpecError) as info:
+        render(aurora(4), np=10)
+    assert_line(info.value, "np=10", "4 hosts", "-ppn or -nh")
+
+
+def test_np_larger_than_the_allocation() -> None:
+    with pytest.raises(SchedulerError) as info:
+        render(aurora(2), np=48, ppn=12)
+    assert_line(info.value, "more hosts", "(2)", "nhosts=4", "-nh 2 or fewer")
+
+
+def test_np_larger_than_the_slots() -> None:
+    with pytest.raises(SchedulerError) as info:
+        render(aurora(2, slots=(4, 4)), np=16)
+    assert_line(info.value, "slots (4)", "np=16 ppn=8", "--oversubscribe")
+    assert render(aurora(2, slots=(4, 4)), np=16, accelerators_per_node=0, cpu_bind=None, oversubscribe=True).np == 16  # type: ignore[attr-defined]
+
+
+def test_nhosts_above_the_allocation() -> None:
+    with pytest.raises(SchedulerError) as info:
+        render(aurora(2), nhosts=3)
+    assert_line(info.value, "more hosts requested", "nhosts=3", "-nh 2")
+
+
+def test_ppn_above_accelerators() -> None:
+    with pytest.raises(SpecError) as info:
+        render(aurora(), ppn=24, cpu_bind="depth")
+    assert_line(info.value, "ppn exceeds the 12 accelerators", "ppn=24", "--oversubscribe")
+
+
+def test_oversubscribe_allows_ppn_above_accelerators() -> None:
+    plan = render(aurora(), ppn=24, cpu_bind="depth", oversubscribe=True)
+    assert (plan.np, plan.ppn) == (48, 24)  # type: ignore[attr-defined]
+    assert "--cpu-bind=depth" in plan.argv  # type: ignore[attr-defined]
+
+
+def test_oversubscribed_cpu_list_too_short_says_so() -> None:
+    """A 12-entry cpu list cannot bind 24 ranks: one line naming the list and the way out."""
+    with pytest.raises(SpecError) as info:
+        render(aurora(), ppn=24, oversubscribe=True)
+    assert_line(info.value, "12 entries for 24 ranks", AURORA_CPUS, "--cpu-bind depth")
+
+
+@pytest.mark.parametrize("ppn", [1, 4, 6, 12])
+def test_cpu_list_cut_to_ppn(ppn: int) -> None:
+    plan = render(aurora(), ppn=ppn)
+    binding = next(a for a in plan.argv if a.startswith("--cpu-bind="))  # type: ignore[attr-defined]
+    entries = binding.removeprefix("--cpu-bind=list:").split(":")
+    assert entries == AURORA_CPUS.removeprefix("list:").split(":")[:ppn]
+
+
+def test_cut_cpu_bind_leaves_other_bindings() -> None:
+    assert cut_cpu_bind("depth", 3) == "depth"
+    assert cut_cpu_bind(None, 3) is None
+    assert cut_cpu_bind("list:0:1:2", 2) == "list:0:1"
+
+
+def test_cpu_only_allocation_defaults_to_one_rank_per_host() -> None:
+    spec = LaunchSpec(command=CMD, master_port=29500)
+    plan = PBS().render(spec, aurora(3, accelerators=0))
+    assert (plan.np, plan.ppn, plan.nhosts) == (3, 1, 3)
+
+
+def test_no_command(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        PBS().render(LaunchSpec(master_port=1), aurora())
+    assert_line(info.value, "no command", "ezpz launch -- python train.py")
+
+
+# --- through the CLI: exit 2, one line, no traceback --------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "parts"),
+    [
+        (["-n", "-2", "--", "python3", "x.py"], ("np", "-2")),
+        (["-n", "10", "-ppn", "4", "--", "python3", "x.py"], ("np=10", "ppn=4")),
+        (["-x", "FOO", "--", "python3", "x.py"], ("KEY=VALUE", "'FOO'")),
+        (["-n", "2"], ("no command",)),
+        (["--hostfile", "/nonexistent/hosts", "--", "python3", "x.py"], ("hostfile not found", "/nonexistent/hosts")),
+        (["--template", "../../etc/passwd", "--", "python3", "x.py"], ("not a template name", "../../etc/passwd")),
+        (["--template", "auroa", "--", "python3", "x.py"], ("unknown template", "did you mean 'aurora'")),
+        (["--scheduler", "pbss", "--", "python3", "x.py"], ("unknown scheduler", "did you mean 'pbs'")),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(
+    args: list[str], parts: tuple[str, ...], no_job_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (0, "mocked probe"))
+    assert main(["launch", "--dry-run", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for part in parts:
+        assert part in err
+
+
+def test_cli_empty_hostfile(tmp_path: Path, no_job_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# nobody\n\n")
+    assert main(["launch", "--dry-run", "--hostfile", str(hosts), "--", "python3", "x.py"]) == 2
+    assert "lists no hosts" in capsys.readouterr().err
+
+
+def test_plan_launch_from_a_spec_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (0, "mocked probe"))
+    hosts = tmp_path / "hosts"
+    hosts.write_text("n1\nn2\n")
+    plan = LaunchSpec(command=CMD, hostfile=hosts, ppn=2, master_port=29500).render({})
+    assert plan.argv[:6] == ("mpiexec", "-n", "4", "-ppn", "2", "--hostfile")
+    assert plan_launch(LaunchSpec(command=CMD, hostfile=hosts, ppn=2, master_port=29500), {}) == plan
