@@ -38,6 +38,7 @@ from ezpz.ranks import rank_info
 
 torch = require("torch", "torch")
 datasets = require("datasets", "data")
+split_dataset_by_node = require("datasets.distributed", "data").split_dataset_by_node
 
 __all__ = ["build_loader", "cycle", "set_epoch"]
 
@@ -74,7 +75,7 @@ class _Sharded(torch.utils.data.IterableDataset):  # type: ignore[misc]
     def __iter__(self) -> Iterator[Any]:
         worker = torch.utils.data.get_worker_info()
         workers, wid = (1, 0) if worker is None else (worker.num_workers, worker.id)
-        part = datasets.distributed.split_dataset_by_node(
+        part = split_dataset_by_node(
             self.dataset, rank=self.rank * workers + wid, world_size=self.world_size * workers
         )
         # .iter() batches inside datasets and does not split again by worker.
