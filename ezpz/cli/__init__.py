@@ -47,9 +47,9 @@ def _root(
 
 
 def _register() -> None:
-    from ezpz.cli import doctor, envs, launch, report, spec, templates, test
+    from ezpz.cli import doctor, envs, launch, report, spec, submit, templates, test
 
-    for module in (launch, templates, spec, doctor, envs, report, test):
+    for module in (launch, submit, templates, spec, doctor, envs, report, test):
         module.register(app)
 
 

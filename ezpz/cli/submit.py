@@ -1,0 +1,106 @@
+"""``ezpz submit``: write a PBS or Slurm batch script around ``ezpz launch``, and submit it.
+
+``ezpz submit`` takes every option of ``ezpz launch`` (they are repeated on
+the ``ezpz launch`` line inside the script) plus the batch request::
+
+    ezpz submit -t aurora --nodes 2 --time 01:00:00 --queue debug --account PROJ -- python train.py
+
+Arguments are split as for ``ezpz launch``: after ``--`` nothing is ezpz's.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ezpz.cli.launch import _FLAGS, _TAIL, LaunchCommand, _flags_layer, launch
+
+__all__ = ["register"]
+
+# Launch's own output switches; submit has its own --dry-run.
+_NOT_LAUNCH = {"ctx", "dry_run", "as_json"}
+_SUBMIT = {"nodes", "time", "queue", "account", "filesystems", "job_name", "output", "dry_run"}
+
+
+def _submit_options(
+    nodes: Annotated[int | None, typer.Option("--nodes", "-N", help="Nodes to allocate (default: what -nh asks, else 1).")] = None,
+    time: Annotated[str | None, typer.Option("--time", help="Walltime, [[HH:]MM:]SS.")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Queue (PBS) or partition / QOS (Slurm).")] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", "-A", envvar="EZPZ_ACCOUNT", help="Project to charge.")
+    ] = None,
+    filesystems: Annotated[str | None, typer.Option("--filesystems", help="PBS -l filesystems= (e.g. flare:home).")] = None,
+    job_name: Annotated[str, typer.Option("--job-name", help="The job's name.")] = "ezpz",
+    output: Annotated[str | None, typer.Option("--output", help="File for the job's output.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the batch script; submit nothing.")] = False,
+) -> None:
+    """Carries the submit options' declarations (see :func:`_signature`)."""
+
+
+def _signature() -> inspect.Signature:
+    """``launch``'s options plus the submit options, so the two commands never drift apart."""
+    launch_params = [
+        p for name, p in inspect.signature(launch, eval_str=True).parameters.items() if name not in _NOT_LAUNCH
+    ]
+    ctx = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    own = list(inspect.signature(_submit_options, eval_str=True).parameters.values())
+    return inspect.Signature([ctx, *launch_params, *own])
+
+
+def _launch_options(ctx: typer.Context) -> list[str]:
+    """Re-write the launch options the user gave, for the ``ezpz launch`` line in the script."""
+    argv: list[str] = []
+    for param in ctx.command.params:
+        if param.param_type_name != "option" or param.name in _SUBMIT:
+            continue
+        value = ctx.params.get(param.name or "")
+        if value in (None, False, (), []):
+            continue
+        flag = param.opts[0]
+        if getattr(param, "is_flag", False):
+            argv.append(flag)
+        else:
+            for item in value if getattr(param, "multiple", False) else [value]:
+                argv += [flag, str(item)]
+    return [*argv, *ctx.meta[_FLAGS]]
+
+
+def submit(ctx: typer.Context, **options: Any) -> int:
+    """Write a batch script that runs ezpz launch, and submit it: ezpz submit [OPTIONS] -- CMD..."""
+    from ezpz.spec import load_config
+    from ezpz.submit import plan_submit, submit_script
+
+    log_file: Path | None = options["log_file"]
+    config: Path | None = options["config"]
+    flags = _flags_layer(
+        command=ctx.meta[_TAIL],
+        env=[*(options["env"] or []), *([f"EZPZ_LOG_FILE={log_file}"] if log_file else [])],
+        launcher_flags=ctx.meta[_FLAGS],
+        rank_env=False if options["no_rank_env"] else None,
+        **{k: options[k] for k in ("np", "ppn", "nhosts", "hostfile", "cpu_bind", "template", "scheduler", "launcher", "timeout", "retries", "oversubscribe")},
+    )
+    layers = [(f"config:{config}", load_config(config))] if config else []
+    script = plan_submit(
+        [*layers, ("flags", flags)],
+        _launch_options(ctx),
+        **{k: options[k] for k in ("nodes", "time", "queue", "account", "filesystems", "job_name", "output")},
+    )
+    if options["dry_run"]:
+        typer.echo(script.text, nl=False)
+        return 0
+    typer.echo(submit_script(script))
+    return 0
+
+
+submit.__signature__ = _signature()  # type: ignore[attr-defined]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``submit`` to ``app``."""
+    app.command(
+        cls=LaunchCommand,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )(submit)
