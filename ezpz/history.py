@@ -1,4 +1,4 @@
-"""Training metrics with cross-rank statistics in one collective per update.
+r"""Training metrics with cross-rank statistics in one collective per update.
 
 >>> h = History()                         # doctest: +SKIP
 >>> line = h.update({"loss": 0.42, "lr": 3e-4}, step=10)
@@ -26,7 +26,7 @@ Rules for values (the same on every rank)
     * NaN and ±inf are kept: a step's statistic follows IEEE (any NaN makes
       mean/std/min/max NaN; an inf makes std NaN), and the over-steps
       :meth:`History.summary` ignores them and counts them in ``nonfinite``.
-    * Keys must match ``[\\w][\\w.-]*`` (no ``/``, no spaces; ``/`` separates
+    * Keys must match ``[\w][\w.-]*`` (no ``/``, no spaces; ``/`` separates
       statistics in :func:`ezpz.metrics_io.to_dataframe`); ``time`` is
       reserved and ``step`` may be given as a key instead of the argument.
       A bad key raises :class:`~ezpz.errors.HistoryError` on *every* rank
@@ -379,13 +379,11 @@ class History:
             torch = sys.modules["torch"]
             for items in tensors.values():
                 numbers = torch.stack([t.detach().reshape(()) for _, t in items]).cpu().double().tolist()
-                values.update(zip((k for k, _ in items), numbers))
+                values.update(zip((k for k, _ in items), numbers, strict=True))
         return values, None
 
     # ---------------------------------------------------------------- collective
-    def _exchange(
-        self, dist: ModuleType, step: float, values: dict[str, float], failed: bool
-    ) -> list[list[float]]:
+    def _exchange(self, dist: ModuleType, step: float, values: dict[str, float], failed: bool) -> list[list[float]]:
         """One all_gather of the packed vectors; returns one row per rank."""
         torch = sys.modules["torch"]
         if self._device is None:
@@ -439,13 +437,13 @@ class History:
         hashes = [self._hashes[k] for k in values]
         end = _HEADER + 2 * n
         if all(int(row[2]) == n and row[_HEADER:end:2] == hashes for row in rows):
-            columns = zip(*(row[_HEADER + 1 : end : 2] for row in rows))
-            return {key: cross_rank_stats(list(col)) for key, col in zip(values, columns)}
+            columns = zip(*(row[_HEADER + 1 : end : 2] for row in rows), strict=True)
+            return {key: cross_rank_stats(list(col)) for key, col in zip(values, columns, strict=True)}
         per_rank = []
         for row in rows:
             count = int(row[2])
             pairs = row[_HEADER : _HEADER + 2 * count]
-            per_rank.append(dict(zip(pairs[0::2], pairs[1::2])))
+            per_rank.append(dict(zip(pairs[0::2], pairs[1::2], strict=True)))
         mine = set(hashes)
         if any(set(d) != mine for d in per_rank):
             missing = {k: [r for r, d in enumerate(per_rank) if self._hashes[k] not in d] for k in values}
@@ -460,7 +458,7 @@ class History:
                 extra or "none",
             )
         return {
-            key: cross_rank_stats([d[h] for d in per_rank if h in d]) for key, h in zip(values, hashes)
+            key: cross_rank_stats([d[h] for d in per_rank if h in d]) for key, h in zip(values, hashes, strict=True)
         }
 
     # ---------------------------------------------------------------- public

@@ -88,11 +88,7 @@ def log_level(raw: str | None = None) -> int:
 
 
 def _plain() -> bool:
-    return (
-        os.environ.get("NO_COLOR") is not None
-        or os.environ.get("TERM") == "dumb"
-        or not sys.stderr.isatty()
-    )
+    return os.environ.get("NO_COLOR") is not None or os.environ.get("TERM") == "dumb" or not sys.stderr.isatty()
 
 
 def _console_handler(all_ranks: bool) -> logging.Handler:

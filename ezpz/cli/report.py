@@ -12,9 +12,7 @@ __all__ = ["register", "report_command"]
 
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="Run directory holding metrics.jsonl.")],
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the report here instead of RUN_DIR.")
-    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here instead of RUN_DIR.")] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Terminal plots and PNGs.")] = True,
 ) -> None:
     """Rebuild report.md from RUN_DIR's metrics JSONL (works on killed runs too)."""
