@@ -14,11 +14,15 @@ nothing imports torch, mpi4py or wandb.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
+import shlex
+import shutil
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +32,20 @@ from ezpz.errors import EnvToolError
 from ezpz.log import get_logger
 
 __all__ = [
+    "NodeResult",
     "Progress",
     "PythonEnv",
     "Tarball",
+    "activate_line",
     "active_env",
     "byte_progress",
+    "default_dst",
     "env_at",
+    "expand_dst",
+    "fix_prefix",
     "tar_env",
+    "yeet_env",
+    "yeet_worker",
 ]
 
 log = get_logger(__name__)
@@ -230,9 +241,7 @@ def tar_env(
     try:
         with (
             os.fdopen(fd, "wb") as raw,
-            tarfile.open(
-                fileobj=raw, mode="w:gz", compresslevel=level, format=tarfile.PAX_FORMAT
-            ) as tar,
+            tarfile.open(fileobj=raw, mode="w:gz", compresslevel=level, format=tarfile.PAX_FORMAT) as tar,
         ):
             for entry in entries:
                 arcname = str(Path(env.path.name) / entry.relative_to(env.path))
@@ -258,9 +267,7 @@ def tar_env(
             if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
             else "pass --out elsewhere"
         )
-        raise EnvToolError(
-            f"cannot write the tarball: {exc.strerror or exc}", str(out), hint
-        ) from exc
+        raise EnvToolError(f"cannot write the tarball: {exc.strerror or exc}", str(out), hint) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -310,3 +317,372 @@ def byte_progress(label: str, enabled: bool | None = None) -> Iterator[Progress 
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+# ------------------------------------------------------------------ yeet-env
+
+#: Bytes per broadcast message.
+CHUNK = 8 << 20
+#: Files whose every mention of the old prefix is rewritten in the copy.
+_ACTIVATE = ("activate", "activate.csh", "activate.fish", "activate.nu", "activate.ps1", "activate.bat")
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """What one node reports after :func:`yeet_env`'s broadcast.
+
+    Attributes:
+        rank: the node's rank (one rank per node).
+        host: the node's name (``SLURMD_NODENAME`` or the hostname).
+        dst: where the copy was written.
+        ok: ``True`` when the copy is complete and in place.
+        message: what went wrong, or a short success note.
+        seconds: time this node spent receiving and writing.
+    """
+
+    rank: int
+    host: str
+    dst: str
+    ok: bool
+    message: str
+    seconds: float
+
+
+def default_dst(env: PythonEnv) -> Path:
+    """Return ``/tmp/<env-name>``, the node-local default destination."""
+    return Path("/tmp") / env.name
+
+
+def expand_dst(dst: str | Path, rank: int, host: str) -> Path:
+    """Fill ``{rank}`` and ``{host}`` in ``dst`` (lets one machine act as many nodes)."""
+    return Path(str(dst).replace("{rank}", str(rank)).replace("{host}", host)).absolute()
+
+
+def _node_name(environ: Mapping[str, str]) -> str:
+    import socket
+
+    return environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+
+def _check_dst(src: Path, dst: Path) -> None:
+    if _inside(dst, src):
+        raise EnvToolError("the destination is inside the source environment", str(dst), f"pick a --dst outside {src}")
+    if _inside(src, dst):
+        raise EnvToolError(
+            "the source environment is inside the destination", str(src), f"pick a --dst that does not contain {src}"
+        )
+
+
+def _existing_parent(path: Path) -> Path:
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            return parent
+    return Path("/")
+
+
+def _preflight(dst: Path, need: int) -> str | None:
+    """Return why ``dst`` cannot take ``need`` bytes here, or ``None`` when it can."""
+    base = _existing_parent(dst.parent)
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        return f"{base} is not writable"
+    free = shutil.disk_usage(base).free
+    if free < need:
+        return f"not enough space in {base}: need {need >> 20} MiB, {free >> 20} MiB free"
+    return None
+
+
+def fix_prefix(root: Path, old: str, new: str) -> int:
+    """Point a copied environment at its new path; return the files changed.
+
+    Rewrites every mention of ``old`` in ``bin/activate*`` and ``pyvenv.cfg``,
+    and the ``#!`` line of scripts in ``bin/`` (console scripts such as
+    ``pip`` would otherwise run the interpreter of the original environment).
+    """
+    changed = 0
+    targets = [root / "pyvenv.cfg", *(p for p in (root / "bin").glob("*") if p.is_file())]
+    for path in targets:
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.name in _ACTIVATE or path.name == "pyvenv.cfg":
+            fixed = data.replace(old.encode(), new.encode())
+        elif data.startswith(b"#!"):
+            line, sep, rest = data.partition(b"\n")
+            fixed = line.replace(old.encode(), new.encode()) + sep + rest
+        else:
+            continue
+        if fixed != data:
+            path.write_bytes(fixed)
+            changed += 1
+    return changed
+
+
+def _install(staged: Path, dst: Path) -> None:
+    """Move the complete copy ``staged`` to ``dst``, replacing any old copy."""
+    old = dst.parent / f".{dst.name}.yeet-old-{os.getpid()}"
+    had = dst.exists() or dst.is_symlink()
+    if had:
+        os.rename(dst, old)
+    try:
+        os.rename(staged, dst)
+    except BaseException:
+        if had:
+            os.rename(old, dst)
+        raise
+    if had:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class _Receiver:
+    """Extracts a tar stream fed chunk by chunk into ``<dst>`` via a staging directory."""
+
+    def __init__(self, dst: Path, name: str, old_prefix: str) -> None:
+        self.dst = dst
+        self.stage = dst.parent / f".{dst.name}.yeet-{os.getpid()}.tmp"
+        self.name = name
+        self.old_prefix = old_prefix
+        self.error: str | None = None
+        self._read, self._write = os.pipe()
+        self._thread = threading.Thread(target=self._extract, daemon=True)
+        self.stage.mkdir(parents=True)
+        self._thread.start()
+
+    def _extract(self) -> None:
+        try:
+            with os.fdopen(self._read, "rb") as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
+                if hasattr(tarfile, "tar_filter"):
+                    tar.extraction_filter = tarfile.tar_filter
+                for member in tar:
+                    tar.extract(member, self.stage)
+                while stream.read(CHUNK):  # the archive's zero padding
+                    pass
+        except (OSError, tarfile.TarError) as exc:
+            self.error = f"cannot write the copy: {exc}"
+
+    def feed(self, chunk: bytes) -> None:
+        """Pass one chunk to the extractor (dropped once it has failed)."""
+        if self.error is None:
+            try:
+                _write_all(self._write, chunk)
+            except OSError as exc:
+                self.error = self.error or f"cannot write the copy: {exc}"
+
+    def finish(self, abort: str | None = None) -> str | None:
+        """Close the stream and install the copy; return an error or ``None``.
+
+        Args:
+            abort: the sender failed with this message: discard the copy.
+        """
+        if abort is not None:
+            self.error = f"the source could not be sent: {abort}"
+        with contextlib.suppress(OSError):
+            os.close(self._write)
+        self._thread.join()
+        try:
+            if self.error is None:
+                copy = self.stage / self.name
+                fix_prefix(copy, self.old_prefix, str(self.dst))
+                _install(copy, self.dst)
+        except OSError as exc:
+            self.error = f"cannot install the copy: {exc}"
+        finally:
+            shutil.rmtree(self.stage, ignore_errors=True)
+        return self.error
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _produce(src: Path, compress: bool, write: int) -> None:
+    """Write the tar stream of ``src`` (or its tarball) to the pipe ``write``."""
+    with os.fdopen(write, "wb") as sink:
+        if compress:
+            with open(tar_env(src).path, "rb") as tarball:
+                shutil.copyfileobj(tarball, sink, CHUNK)
+            return
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for entry in _walk(src)[0]:
+                tar.add(entry, arcname=str(Path(src.name) / entry.relative_to(src)), recursive=False)
+
+
+def _source_chunks(src: Path, compress: bool) -> Iterator[bytes]:
+    read, write = os.pipe()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            _produce(src, compress, write)
+        except BaseException as exc:  # reported by the consumer below
+            failure.append(exc)
+            with contextlib.suppress(OSError):
+                os.close(write)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    with os.fdopen(read, "rb") as stream:
+        while chunk := stream.read(CHUNK):
+            yield chunk
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def yeet_worker(src: Path, dst: str, compress: bool, min_nodes: int, report: Path | None) -> int:
+    """Run on one rank per node: rank 0 broadcasts ``src``, every node writes its copy.
+
+    The stream is an MPI broadcast (a tree inside the MPI library, so the cost
+    grows with log(nodes)).  A node that fails keeps receiving so the others
+    finish; rank 0 gathers every node's :class:`NodeResult`, logs them, writes
+    ``report`` (JSON) when given and returns 0 when at least ``min_nodes``
+    nodes (all of them when ``min_nodes`` is 0) succeeded.  Other ranks return 0.
+    """
+    import json
+    import time
+
+    from ezpz.extras import require
+
+    mpi = require("mpi4py.MPI", "mpi")
+    comm = mpi.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    start = time.monotonic()
+    header: tuple[str, int] | None = None
+    if rank == 0:
+        env = env_at(src)
+        header = (str(env.path), tar_env(env.path).size if compress else _walk(env.path)[1])
+    source_path, total = comm.bcast(header, root=0)
+    host = _node_name(os.environ)
+    target = expand_dst(dst, rank, host)
+    problem = _preflight(target, int(total * (3 if compress else 1.05)))
+    receiver: _Receiver | None = None
+    if problem is None:
+        try:
+            receiver = _Receiver(target, Path(source_path).name, source_path)
+        except OSError as exc:
+            problem = f"cannot create the staging directory: {exc}"
+    source = _source_chunks(Path(source_path), compress) if rank == 0 else None
+    sent, step, abort = 0, max(total // 10, 1), None
+    while True:
+        chunk: bytes | str | None = None
+        if source is not None:
+            try:
+                chunk = next(source, b"")
+            except Exception as exc:  # every node must hear of it, or they wait forever
+                chunk = f"{type(exc).__name__}: {exc}"
+        got: bytes | str = comm.bcast(chunk, root=0)
+        if isinstance(got, str):
+            abort = got
+            break
+        if receiver is not None:
+            receiver.feed(got)
+        if not got:
+            break
+        if rank == 0 and (sent + len(got)) // step > sent // step:
+            log.info("yeet-env: sent %d of ~%d MiB to %d node(s)", (sent + len(got)) >> 20, total >> 20, size)
+        sent += len(got)
+    if receiver is not None:
+        problem = receiver.finish(abort)
+    elif abort is not None:
+        problem = f"the source could not be sent: {abort}"
+    mine = NodeResult(rank, host, str(target), problem is None, problem or "copied", round(time.monotonic() - start, 3))
+    gathered = comm.gather(dataclasses.asdict(mine), root=0)
+    if rank != 0:
+        return 0
+    assert gathered is not None
+    results = [NodeResult(**r) for r in gathered]
+    good = sum(r.ok for r in results)
+    min_nodes = min_nodes or size
+    for r in results:
+        (log.info if r.ok else log.error)(
+            "node %s (rank %d): %s -> %s (%.2fs)", r.host, r.rank, r.message, r.dst, r.seconds
+        )
+    if report is not None:
+        report.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    log.info("yeet-env: %d of %d node(s) have the environment", good, size)
+    return 0 if good >= min_nodes else 1
+
+
+def yeet_env(
+    src: Path,
+    dst: str | Path | None = None,
+    *,
+    compress: bool = False,
+    min_nodes: int | None = None,
+    layers: list[tuple[str, dict[str, object]]] | None = None,
+    report: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[int, Path]:
+    """Copy the environment at ``src`` to ``dst`` on every node of the allocation.
+
+    Renders a one-rank-per-node launch of :func:`yeet_worker` with the
+    allocation's own launcher (``mpiexec``/``srun``) and runs it through
+    :mod:`ezpz.execute`.
+
+    Args:
+        src: the environment prefix.
+        dst: node-local destination (default ``/tmp/<env-name>``); ``{rank}``
+            and ``{host}`` are replaced on each node.
+        compress: ship a gzip tarball (made by :func:`tar_env`, or reused)
+            instead of an uncompressed tar stream.
+        min_nodes: succeed when at least this many nodes got the copy
+            (default: all of them).
+        layers: extra launch layers (hostfile, nhosts, launcher, launcher_flags ...).
+        report: write the per-node results here as JSON.
+        environ: environment of the launch (default ``os.environ``).
+
+    Returns:
+        The launcher's exit code and the destination (as given, unexpanded).
+
+    Raises:
+        EnvToolError: ``src`` is missing, ``dst`` overlaps it, or ``min_nodes``
+            exceeds the allocation.
+    """
+    from ezpz.execute import execute
+    from ezpz.launch import plan_launch
+
+    env = env_at(src)
+    target = Path(dst) if dst is not None else default_dst(env)
+    _check_dst(env.path, expand_dst(target, 0, _node_name(os.environ if environ is None else environ)))
+    if compress:
+        with byte_progress(f"packing {env.name}") as progress:
+            tar_env(env.path, progress=progress)
+    worker = [sys.executable, "-m", "ezpz.envs", "--src", str(env.path), "--dst", str(target)]
+    worker += ["--compress"] if compress else []
+    worker += ["--min-nodes", str(min_nodes)] if min_nodes is not None else []
+    worker += ["--report", str(report)] if report is not None else []
+    flags: dict[str, object] = {"ppn": 1, "rank_env": False, "oversubscribe": True}
+    plan = plan_launch([*(layers or []), ("yeet-env", {**flags, "command": worker})], environ)
+    if min_nodes is not None and not 1 <= min_nodes <= plan.nhosts:
+        raise EnvToolError(
+            "--min-nodes must be between 1 and the number of nodes",
+            min_nodes,
+            f"this allocation has {plan.nhosts} node(s)",
+        )
+    log.info("yeet-env: %s -> %s on %d node(s)", env.path, target, plan.nhosts)
+    return execute(plan, environ), target
+
+
+def activate_line(env: PythonEnv, dst: Path) -> str:
+    """Return the shell line that activates the copy at ``dst``."""
+    if env.kind == "conda":
+        return f"conda activate {shlex.quote(str(dst))}"
+    return f"source {shlex.quote(str(dst / 'bin' / 'activate'))}"
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ezpz.envs", description="yeet-env worker (one rank per node)")
+    parser.add_argument("--src", type=Path, required=True)
+    parser.add_argument("--dst", required=True)
+    parser.add_argument("--compress", action="store_true")
+    parser.add_argument("--min-nodes", type=int, default=0)
+    parser.add_argument("--report", type=Path)
+    args = parser.parse_args(argv)
+    return yeet_worker(args.src, args.dst, args.compress, args.min_nodes, args.report)
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
