@@ -70,10 +70,17 @@ def resolve(layers: Sequence[Layer], environ: Mapping[str, str] | None = None) -
     """Choose adapter and template, merge all layers, and read the allocation."""
     env = os.environ if environ is None else environ
     user = _user_layers(layers, env)
-    wanted, _ = merge_layers(user)
+    wanted, sources = merge_layers(user)
     adapters = schedulers()
     template = find_template(str(wanted["template"])) if wanted.get("template") else None
-    adapter, why = pick(adapters, env, wanted.get("scheduler") or (template.scheduler if template else None))
+    if wanted.get("scheduler"):
+        adapter, _ = pick(adapters, env, str(wanted["scheduler"]))
+        why = sources["scheduler"]
+    elif template is not None:
+        adapter, _ = pick(adapters, env, template.scheduler)
+        why = f"template:{template.name}"
+    else:
+        adapter, why = pick(adapters, env, None)
     base: list[Layer] = []
     if template is None:
         host = socket.gethostname()
@@ -133,7 +140,7 @@ def describe(plan: Plan, max_hosts: int = 8) -> str:
         ("hosts", shown, prov.get("hosts", "")),
     ]
     named = {r[0] for r in rows} | {"command", "env"}
-    rows += [(key, "", source) for key, source in prov.items() if key not in named]
+    rows += [(key, str(plan.spec.get(key, "")), source) for key, source in prov.items() if key not in named]
     rows += [(f"env {k}", v, "") for k, v in plan.env.items()]
     rows += [(f"writes {path}", f"{len(content.splitlines())} hosts", "") for path, content in plan.files]
     width = max(len(r[0]) for r in rows)

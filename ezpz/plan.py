@@ -37,6 +37,7 @@ class Plan:
             such as the hostfile of a subset launch.
         timeout: idle-watchdog seconds, or ``None``.
         retries: re-runs of a failed launch.
+        spec: the resolved spec's fields (JSON-compatible), for the dry run.
     """
 
     argv: tuple[str, ...]
@@ -52,6 +53,7 @@ class Plan:
     files: tuple[tuple[str, str], ...] = ()
     timeout: float | None = None
     retries: int = 0
+    spec: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         """Return the shell-quoted command line."""
@@ -74,6 +76,7 @@ class Plan:
             "timeout": self.timeout,
             "retries": self.retries,
             "provenance": dict(self.provenance),
+            "spec": dict(self.spec),
         }
 
     def to_json(self, indent: int | None = None) -> str:

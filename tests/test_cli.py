@@ -91,3 +91,18 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, needle):
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("error: ") and needle in err
     assert "Traceback" not in err
+
+
+def test_site_template_is_chosen_by_hostname_inside_its_scheduler(tmp_path, monkeypatch):
+    nodefile = tmp_path / "nodefile"
+    nodefile.write_text("x3005c0s13b0n0\nx3005c0s13b1n0\n")
+    monkeypatch.setattr("socket.gethostname", lambda: "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov")
+    env = {"PBS_JOBID": "123.polaris-pbs-01", "PBS_NODEFILE": str(nodefile), "PATH": "/usr/bin"}
+    from ezpz.launch import describe, plan_launch
+
+    plan = plan_launch([("flags", {"command": ["python", "t.py"]})], env)
+    assert plan.template == "polaris" and plan.np == 8 and plan.ppn == 4
+    assert "--cpu-bind=depth" in plan.argv and "--depth=8" in plan.argv
+    assert "auto: host x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov matches 'x3*c*s*b*n*'" in describe(plan)
+    # The same hostname outside a PBS job does not pick the PBS template.
+    assert plan_launch([("flags", {"command": ["t"]})], {"PATH": "/usr/bin"}).template is None

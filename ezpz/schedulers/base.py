@@ -291,6 +291,7 @@ class Scheduler:
             files=files,
             timeout=spec.timeout,
             retries=spec.retries,
+            spec=spec.model_dump(mode="json", exclude={"command"}),
         )
 
 
