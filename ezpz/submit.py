@@ -71,6 +71,7 @@ BATCH_SCHEDULERS: dict[str, tuple[str, ...]] = {
     "slurm": ("sbatch", "--parsable"),
 }
 
+_WORD = re.compile(r"^[^\s'\"\\]+$")
 _WALLTIME = re.compile(r"^(?:(?:(\d+):)?(\d+):)?(\d+)$")
 # What qsub and sbatch --parsable print on success: "8123456.aurora-pbs-0001..." / "123" / "123;cluster".
 _JOB_ID = re.compile(r"^(\d+(?:\.[\w.-]+)?)(?:;\S+)?$")
@@ -221,6 +222,17 @@ def check_request(request: SubmitRequest, settings: SubmitSettings, template: st
     where the site requires one.
     """
     where = f"template {template}" if template else "this site"
+    # Each value lands on a "#PBS" / "#SBATCH" line: a space or newline in it
+    # would cut the directive or start a new one.
+    for option, value in (
+        ("--job-name", request.job_name),
+        ("--queue", request.queue),
+        ("--account", request.account),
+        ("--filesystems", request.filesystems),
+        ("--output", request.output),
+    ):
+        if value is not None and not _WORD.match(value):
+            raise SpecError(f"{option} must be one word of printable characters", value, "no spaces, quotes or newlines")
     if request.nodes < 1:
         raise SpecError("nodes must be at least 1", request.nodes, "pass --nodes N with N ≥ 1")
     if request.walltime < 1:
