@@ -185,3 +185,19 @@ def test_every_template_has_a_golden() -> None:
 def test_dialects_all_covered() -> None:
     launchers = {json.loads(p.read_text())["launcher"] for p in (GOLDEN / "expected").glob("*.json")}
     assert launchers == {"pals", "hydra", "openmpi", "srun"}
+
+
+def test_srun_with_a_hostfile_names_its_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4-node Slurm job and ``--hostfile`` naming 2 of them: srun must be told which (``--nodelist``).
+
+    Kept out of the goldens on purpose: regenerating would freeze the wrong argv.
+    """
+    hosts = tmp_path / "hosts"
+    hosts.write_text("nid000003\nnid000004\n")
+    environ = {"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "nid[000001-000004]", "EZPZ_MASTER_PORT": MASTER_PORT}
+    monkeypatch.setattr(socket, "gethostname", lambda: "batch-node")
+    monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (0, "mocked probe"))
+    plan = ezpz.launch.plan_launch([("flags", {"command": ["python3", "train.py"], "hostfile": str(hosts)})], environ)
+    assert plan.hosts == ("nid000003", "nid000004")
+    assert plan.env["MASTER_ADDR"] == "nid000003"
+    assert "--nodelist=nid[000003-000004]" in plan.argv, str(plan)
