@@ -262,12 +262,14 @@ def resolve_rendezvous(
     info: RankInfo,
     port: int | None = None,
     environ: Mapping[str, str] | None = None,
-    mpi_comm: Callable[[int], Any | None] = _mpi_comm,
+    mpi_comm: Callable[[int], Any | None] | None = None,
 ) -> Rendezvous:
     """Decide where the ranks meet (see the module docstring for the order).
 
     ``port`` (the caller's choice) replaces ``MASTER_PORT`` except under
-    torchrun's agent store, whose port is fixed by the agent.
+    torchrun's agent store, whose port is fixed by the agent.  ``mpi_comm``
+    returns the MPI communicator spanning the job, or None (default:
+    mpi4py's COMM_WORLD when it is installed and spans the job).
     """
     env = os.environ if environ is None else environ
     addr, raw_port = env.get("MASTER_ADDR", "").strip(), env.get("MASTER_PORT", "").strip()
@@ -279,7 +281,7 @@ def resolve_rendezvous(
             port = None
         chosen = port if port is not None else _parse_port(raw_port, "MASTER_PORT")
         return Rendezvous(addr=addr, port=chosen, how=f"launcher ({trusted})", agent_store=agent_store)
-    comm = mpi_comm(info.world_size)
+    comm = (mpi_comm or _mpi_comm)(info.world_size)
     if comm is not None:
         if addr or raw_port:
             log.info("ignoring MASTER_ADDR/MASTER_PORT not exported for this job; agreeing over MPI")
