@@ -11,7 +11,7 @@ The script is rendered from three things:
   which runs inside the job and resolves the allocation there.
 
 :func:`render_script` is pure (same inputs, same text);
-:func:`check_request` raises one-line :class:`~ezpz.errors.SpecError`\\ s for
+:func:`check_request` raises a one-line :class:`~ezpz.errors.SpecError` for
 bad input before anything is written.  :func:`choose_scheduler` and
 :func:`submit_script` are the impure edges: the first may look for ``qsub`` /
 ``sbatch`` on ``PATH``, the second hands the script to them through
@@ -46,7 +46,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ezpz.errors import SchedulerError, SpecError, TemplateError, closest
-from ezpz.spec import Layer, LaunchSpec, env_layer, merge_layers
+from ezpz.spec import LaunchSpec, Layer, env_layer, merge_layers
 from ezpz.templates import Template, find_template, templates_for_host
 
 __all__ = [
@@ -158,7 +158,9 @@ class SubmitSettings(BaseModel):
     @model_validator(mode="after")
     def _default_known(self) -> SubmitSettings:
         if self.default_queue is not None and self.queues and self.default_queue not in self.queues:
-            raise ValueError(f"default_queue {self.default_queue!r} is not one of the queues ({', '.join(self.queues)})")
+            raise ValueError(
+                f"default_queue {self.default_queue!r} is not one of the queues ({', '.join(self.queues)})"
+            )
         return self
 
 
@@ -172,7 +174,9 @@ def submit_settings(template: Template | None) -> SubmitSettings:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
-        raise TemplateError(f"invalid [submit] table in template {template.name}: {loc}: {message}", None, template.path) from None
+        raise TemplateError(
+            f"invalid [submit] table in template {template.name}: {loc}: {message}", None, template.path
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,9 @@ def check_request(request: SubmitRequest, settings: SubmitSettings, template: st
         ("--output", request.output),
     ):
         if value is not None and not _WORD.match(value):
-            raise SpecError(f"{option} must be one word of printable characters", value, "no spaces, quotes or newlines")
+            raise SpecError(
+                f"{option} must be one word of printable characters", value, "no spaces, quotes or newlines"
+            )
     if request.nodes < 1:
         raise SpecError("nodes must be at least 1", request.nodes, "pass --nodes N with N ≥ 1")
     if request.walltime < 1:
@@ -412,7 +418,9 @@ def submit_script(script: BatchScript, directory: str | None = None) -> str:
         out = capture([*script.submit_argv, handle.name], timeout=60, check=True)
     except subprocess.CalledProcessError as exc:
         text = ((exc.stdout or b"") + (exc.stderr or b"")).decode(errors="replace").strip()
-        raise SchedulerError(f"{command} refused the job", text.splitlines()[0] if text else f"exit {exc.returncode}") from None
+        raise SchedulerError(
+            f"{command} refused the job", text.splitlines()[0] if text else f"exit {exc.returncode}"
+        ) from None
     except (OSError, subprocess.SubprocessError) as exc:
         raise SchedulerError(f"{command} could not run", type(exc).__name__, str(exc)) from None
     finally:
@@ -480,7 +488,9 @@ def plan_submit(
     base: list[Layer] = [(f"template:{template.name}", template.defaults)] if template else []
     spec = LaunchSpec.from_layers([*base, *user])
     if not spec.command:
-        raise SpecError("no command to submit", None, "put it after --: ezpz submit --nodes 2 --time 01:00:00 -- python train.py")
+        raise SpecError(
+            "no command to submit", None, "put it after --: ezpz submit --nodes 2 --time 01:00:00 -- python train.py"
+        )
     if time is None:
         raise SpecError("no walltime given", None, "pass --time [[HH:]MM:]SS, e.g. --time 01:00:00")
     needed = _nodes_needed(spec)

@@ -55,33 +55,22 @@ def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, s
     return code, out, err
 
 
-# name -> ezpz submit arguments (--dry-run is added).
+# name -> ezpz submit arguments, as a shell would split them (--dry-run is added).
 CASES: dict[str, list[str]] = {
-    "aurora.pbs": [
-        "-t", "aurora", "--nodes", "2", "--time", "1:00:00", "-q", "debug", "-A", "datascience",
-        "-n", "24", "-ppn", "12", "--", "python3", "train.py", "--lr", "0.1",
-    ],
-    "aurora-scaling.pbs": [
-        "-t", "aurora", "-nh", "16", "--time", "45:00", "-q", "debug-scaling", "-A", "datascience",
-        "--job-name", "scale16", "--output", "logs/scale16.log", "--cpu-bind", "depth",
-        "--no-vni", "-x", "FOO=bar baz", "--", "python3", "-c", "print('a b')", "-n", "5", "--help",
-    ],
-    "polaris.pbs": [
-        "-t", "polaris", "--nodes", "4", "--time", "00:30:00", "--queue", "debug-scaling", "--account", "myproj",
-        "--filesystems", "home:grand:eagle", "--timeout", "600", "--retries", "1", "--",
-        "python3", "train.py",
-    ],
-    "perlmutter.sbatch": [
-        "-t", "perlmutter", "--nodes", "2", "--time", "30:00", "-A", "m1234_g", "--", "python", "train.py",
-    ],
-    "frontier-debug.sbatch": [
-        "-t", "frontier", "-N", "1", "--time", "2:00:00", "-q", "debug", "-A", "abc123", "-ppn", "8",
-        "--", "python", "train.py",
-    ],
-    "slurm-plain.sbatch": [
-        "--scheduler", "slurm", "--nodes", "2", "-ppn", "2", "--time", "00:02:00", "-q", "debug",
-        "--", "python", "-c", "import os; print(os.environ['RANK'])",
-    ],
+    name: shlex.split(line)
+    for name, line in {
+        "aurora.pbs": "-t aurora --nodes 2 --time 1:00:00 -q debug -A datascience -n 24 -ppn 12"
+        " -- python3 train.py --lr 0.1",
+        "aurora-scaling.pbs": "-t aurora -nh 16 --time 45:00 -q debug-scaling -A datascience --job-name scale16"
+        " --output logs/scale16.log --cpu-bind depth --no-vni -x 'FOO=bar baz'"
+        " -- python3 -c \"print('a b')\" -n 5 --help",
+        "polaris.pbs": "-t polaris --nodes 4 --time 00:30:00 --queue debug-scaling --account myproj"
+        " --filesystems home:grand:eagle --timeout 600 --retries 1 -- python3 train.py",
+        "perlmutter.sbatch": "-t perlmutter --nodes 2 --time 30:00 -A m1234_g -- python train.py",
+        "frontier-debug.sbatch": "-t frontier -N 1 --time 2:00:00 -q debug -A abc123 -ppn 8 -- python train.py",
+        "slurm-plain.sbatch": "--scheduler slurm --nodes 2 -ppn 2 --time 00:02:00 -q debug"
+        " -- python -c \"import os; print(os.environ['RANK'])\"",
+    }.items()
 }
 
 
@@ -127,7 +116,9 @@ def test_pbs_header_fields(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[-1] == "ezpz launch -t polaris --timeout 600.0 --retries 1 -- python3 train.py"
 
 
-def test_env_template_is_carried_into_the_job(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_template_is_carried_into_the_job(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A template chosen by EZPZ_TEMPLATE is named on the launch line (PBS jobs do not inherit the environment)."""
     monkeypatch.setenv("EZPZ_TEMPLATE", "aurora")
     code, out, _ = run_cli(capsys, ["--time", "10:00", "-q", "debug", "-A", "p", "--dry-run", "--", "python3", "x.py"])
@@ -138,7 +129,9 @@ def test_env_template_is_carried_into_the_job(capsys: pytest.CaptureFixture[str]
 
 def test_account_from_environment(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EZPZ_ACCOUNT", "envproj")
-    code, out, _ = run_cli(capsys, ["-t", "aurora", "--time", "10:00", "-q", "debug", "--dry-run", "--", "python3", "x.py"])
+    code, out, _ = run_cli(
+        capsys, ["-t", "aurora", "--time", "10:00", "-q", "debug", "--dry-run", "--", "python3", "x.py"]
+    )
     assert code == 0
     assert "#PBS -A envproj" in out.splitlines()
 
@@ -148,19 +141,40 @@ BAD = [
     (["-t", "aurora", "--time", "ten", "-q", "debug", "-A", "p"], "walltime is not [[HH:]MM:]SS"),
     (["-t", "aurora", "--time", "1:75:00", "-q", "debug", "-A", "p"], "below 60"),
     (["-t", "aurora", "--time", "00:00", "-q", "debug", "-A", "p"], "longer than zero"),
-    (["-t", "aurora", "--time", "10:00", "--nodes", "0", "-q", "debug", "-A", "p"], "nodes must be at least 1 (given 0)"),
-    (["-t", "aurora", "--time", "10:00", "--nodes", "-3", "-q", "debug", "-A", "p"], "nodes must be at least 1 (given -3)"),
-    (["-t", "aurora", "--time", "10:00", "-q", "debg", "-A", "p"], "valid: debug, debug-scaling, prod; did you mean 'debug'?"),
+    (
+        ["-t", "aurora", "--time", "10:00", "--nodes", "0", "-q", "debug", "-A", "p"],
+        "nodes must be at least 1 (given 0)",
+    ),
+    (
+        ["-t", "aurora", "--time", "10:00", "--nodes", "-3", "-q", "debug", "-A", "p"],
+        "nodes must be at least 1 (given -3)",
+    ),
+    (
+        ["-t", "aurora", "--time", "10:00", "-q", "debg", "-A", "p"],
+        "valid: debug, debug-scaling, prod; did you mean 'debug'?",
+    ),
     (["-t", "aurora", "--time", "10:00", "-A", "p"], "pass --queue, one of: debug (1–2 nodes, ≤ 01:00:00)"),
-    (["-t", "aurora", "--time", "10:00", "--nodes", "40", "-q", "debug", "-A", "p"], "debug takes 1–2 nodes, ≤ 01:00:00"),
-    (["-t", "aurora", "--time", "10:00", "--nodes", "16", "-q", "prod", "-A", "p"], "prod takes 32–2048 nodes, ≤ 18:00:00"),
-    (["-t", "aurora", "--time", "2:00:00", "-q", "debug", "-A", "p"], "walltime 02:00:00 is longer than queue 'debug' allows"),
+    (
+        ["-t", "aurora", "--time", "10:00", "--nodes", "40", "-q", "debug", "-A", "p"],
+        "debug takes 1–2 nodes, ≤ 01:00:00",
+    ),
+    (
+        ["-t", "aurora", "--time", "10:00", "--nodes", "16", "-q", "prod", "-A", "p"],
+        "prod takes 32–2048 nodes, ≤ 18:00:00",
+    ),
+    (
+        ["-t", "aurora", "--time", "2:00:00", "-q", "debug", "-A", "p"],
+        "walltime 02:00:00 is longer than queue 'debug' allows",
+    ),
     (["-t", "polaris", "--time", "10:00", "-q", "debug"], "no account given; template polaris requires one"),
     (["-t", "aurora", "-q", "debug", "-A", "p"], "no walltime given"),
     (["-t", "aurora", "-nh", "4", "--nodes", "2", "--time", "10:00", "-q", "debug", "-A", "p"], "need 4 nodes"),
     (["--scheduler", "local", "--time", "10:00"], "PBS and Slurm only"),
     (["-t", "aurora", "--time", "10:00", "-q", "debug", "-A", "p\n#PBS -q prod"], "--account must be one word"),
-    (["-t", "aurora", "--time", "10:00", "-q", "debug", "-A", "p", "--job-name", "my job"], "--job-name must be one word"),
+    (
+        ["-t", "aurora", "--time", "10:00", "-q", "debug", "-A", "p", "--job-name", "my job"],
+        "--job-name must be one word",
+    ),
     (["-t", "nosuchsite", "--time", "10:00"], "unknown template"),
     (["-t", "aurora", "-n", "7", "-ppn", "2", "--time", "10:00", "-q", "debug", "-A", "p"], "not divisible"),
 ]
@@ -178,7 +192,10 @@ def test_bad_input_is_one_line_exit_2(args: list[str], needle: str, capsys: pyte
 def test_no_command_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, ["-t", "aurora", "--time", "10:00", "-q", "debug", "-A", "p", "--dry-run"])
     assert (code, out) == (2, "")
-    assert err == "error: no command to submit; put it after --: ezpz submit --nodes 2 --time 01:00:00 -- python train.py\n"
+    assert (
+        err
+        == "error: no command to submit; put it after --: ezpz submit --nodes 2 --time 01:00:00 -- python train.py\n"
+    )
 
 
 def test_bad_submit_table_is_a_template_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -209,7 +226,15 @@ def test_aurora_queue_limits_match_the_site() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("45", 45), ("90", 90), ("05:00", 300), ("90:00", 5400), ("1:00:00", 3600), ("18:00:00", 64800), ("100:00:01", 360001)],
+    [
+        ("45", 45),
+        ("90", 90),
+        ("05:00", 300),
+        ("90:00", 5400),
+        ("1:00:00", 3600),
+        ("18:00:00", 64800),
+        ("100:00:01", 360001),
+    ],
 )
 def test_parse_walltime(text: str, seconds: int) -> None:
     assert parse_walltime(text) == seconds
@@ -252,7 +277,9 @@ def test_submit_settings_without_template() -> None:
 
 
 def test_bad_default_queue_is_refused() -> None:
-    template = find_template("aurora").model_copy(update={"submit": {**find_template("aurora").submit, "default_queue": "nope"}})
+    template = find_template("aurora").model_copy(
+        update={"submit": {**find_template("aurora").submit, "default_queue": "nope"}}
+    )
     with pytest.raises(TemplateError, match="default_queue 'nope'"):
         submit_settings(template)
 
@@ -297,7 +324,9 @@ def test_refused_submission_is_one_line(
     assert err == "error: qsub refused the job (given 'qsub: Job violates queue and/or server resource limits')\n"
 
 
-def test_missing_qsub_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_qsub_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     code, out, err = run_cli(capsys, CASES["aurora.pbs"])
     assert (code, out) == (2, "")
@@ -317,8 +346,25 @@ def test_submit_runs_to_completion_on_real_slurm(tmp_path: Path) -> None:
     env = slurm.slurm_env({"PATH": f"{slurm.VENV_BIN}{os.pathsep}{os.environ['PATH']}"})
     env = {k: v for k, v in env.items() if not k.startswith("EZPZ_")}
     done = subprocess.run(
-        [str(slurm.VENV_BIN / "ezpz"), "submit", "--nodes", "2", "-ppn", "2", "--time", "00:02:00", "--", "python", "-c", payload],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
+        [
+            str(slurm.VENV_BIN / "ezpz"),
+            "submit",
+            "--nodes",
+            "2",
+            "-ppn",
+            "2",
+            "--time",
+            "00:02:00",
+            "--",
+            "python",
+            "-c",
+            payload,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     job = done.stdout.strip()
@@ -327,7 +373,9 @@ def test_submit_runs_to_completion_on_real_slurm(tmp_path: Path) -> None:
     deadline = time.monotonic() + 90
     try:
         while time.monotonic() < deadline:
-            show = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=10, env=env)
+            show = subprocess.run(
+                ["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=10, env=env
+            )
             fields = dict(f.split("=", 1) for f in show.stdout.split() if "=" in f)
             state = fields.get("JobState", "")
             if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
@@ -343,4 +391,9 @@ def test_submit_runs_to_completion_on_real_slurm(tmp_path: Path) -> None:
     rows = slurm.json_objects(output)
     assert sorted(int(r["RANK"]) for r in rows) == [0, 1, 2, 3], output
     assert {r["WORLD_SIZE"] for r in rows} == {"4"}
-    assert sorted((r["SLURM_NODEID"], r["LOCAL_RANK"]) for r in rows) == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
+    assert sorted((r["SLURM_NODEID"], r["LOCAL_RANK"]) for r in rows) == [
+        ("0", "0"),
+        ("0", "1"),
+        ("1", "0"),
+        ("1", "1"),
+    ]

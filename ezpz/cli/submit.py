@@ -26,13 +26,17 @@ _SUBMIT = {"nodes", "time", "queue", "account", "filesystems", "job_name", "outp
 
 
 def _submit_options(
-    nodes: Annotated[int | None, typer.Option("--nodes", "-N", help="Nodes to allocate (default: what -nh asks, else 1).")] = None,
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", "-N", help="Nodes to allocate (default: what -nh asks, else 1).")
+    ] = None,
     time: Annotated[str | None, typer.Option("--time", help="Walltime, [[HH:]MM:]SS.")] = None,
     queue: Annotated[str | None, typer.Option("--queue", "-q", help="Queue (PBS) or partition / QOS (Slurm).")] = None,
     account: Annotated[
         str | None, typer.Option("--account", "-A", envvar="EZPZ_ACCOUNT", help="Project to charge.")
     ] = None,
-    filesystems: Annotated[str | None, typer.Option("--filesystems", help="PBS -l filesystems= (e.g. flare:home).")] = None,
+    filesystems: Annotated[
+        str | None, typer.Option("--filesystems", help="PBS -l filesystems= (e.g. flare:home).")
+    ] = None,
     job_name: Annotated[str, typer.Option("--job-name", help="The job's name.")] = "ezpz",
     output: Annotated[str | None, typer.Option("--output", help="File for the job's output.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the batch script; submit nothing.")] = False,
@@ -80,7 +84,22 @@ def submit(ctx: typer.Context, **options: Any) -> int:
         env=[*(options["env"] or []), *([f"EZPZ_LOG_FILE={log_file}"] if log_file else [])],
         launcher_flags=ctx.meta[_FLAGS],
         rank_env=False if options["no_rank_env"] else None,
-        **{k: options[k] for k in ("np", "ppn", "nhosts", "hostfile", "cpu_bind", "template", "scheduler", "launcher", "timeout", "retries", "oversubscribe")},
+        **{
+            k: options[k]
+            for k in (
+                "np",
+                "ppn",
+                "nhosts",
+                "hostfile",
+                "cpu_bind",
+                "template",
+                "scheduler",
+                "launcher",
+                "timeout",
+                "retries",
+                "oversubscribe",
+            )
+        },
     )
     layers = [(f"config:{config}", load_config(config))] if config else []
     script = plan_submit(
