@@ -32,12 +32,12 @@ import shlex
 import socket
 import sys
 import tempfile
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 from typer.testing import CliRunner
 
 import ezpz.launch
@@ -151,7 +151,9 @@ def _check_invariants(plan: Plan) -> None:
 
 
 @pytest.mark.parametrize("case_path", CASES, ids=[p.stem for p in CASES])
-def test_golden(case_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+def test_golden(
+    case_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     case = tomllib.loads(case_path.read_text())
     monkeypatch.chdir(tmp_path)
     plan = render_case(case, tmp_path, monkeypatch)
@@ -164,7 +166,9 @@ def test_golden(case_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     if _regen(request):
         expected_path.write_text(json.dumps(got, indent=2, ensure_ascii=False) + "\n")
     if not expected_path.exists():
-        pytest.fail(f"no golden for {case_path.name}: run pytest tests/test_golden.py --regen-golden and review the diff")
+        pytest.fail(
+            f"no golden for {case_path.name}: run pytest tests/test_golden.py --regen-golden and review the diff"
+        )
     want = json.loads(expected_path.read_text())
     assert got["argv"] == want["argv"], _first_difference(got["argv"], want["argv"])
     assert got == want

@@ -37,8 +37,36 @@ NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,11}", fullmatch=True)
 HOSTS = st.from_regex(r"[a-z][a-z0-9-]{0,8}[0-9]", fullmatch=True)
 HOSTILE = st.one_of(
     st.sampled_from(
-        ["", " ", "'", '"', "a b", "$HOME", "$(rm -rf ~)", "`id`", "a\nb", "\t", "\r\n", "\\", "ünïcødé", "😀 x",
-         "-n", "--", "--help", ";", "|", "&&", "*", "~", "#c", "it's", 'say "hi"', "%s{}", "\x7f", "\u2028"]
+        [
+            "",
+            " ",
+            "'",
+            '"',
+            "a b",
+            "$HOME",
+            "$(rm -rf ~)",
+            "`id`",
+            "a\nb",
+            "\t",
+            "\r\n",
+            "\\",
+            "ünïcødé",
+            "😀 x",
+            "-n",
+            "--",
+            "--help",
+            ";",
+            "|",
+            "&&",
+            "*",
+            "~",
+            "#c",
+            "it's",
+            'say "hi"',
+            "%s{}",
+            "\x7f",
+            "\u2028",
+        ]
     ),
     st.text(max_size=12),
 )
@@ -195,9 +223,24 @@ def test_rendered_plans_keep_the_counting_rules(spec: LaunchSpec, alloc: Allocat
     launcher=st.sampled_from(sorted(DIALECTS)),
     alloc=allocations(),
 )
-@example(command=["python3", "-c", "print('a b')"], flags=[], cpu_bind=None, launcher="pals", alloc=Allocation("local", ("localhost",)))
-def test_shell_quoting_round_trips(command: list[str], flags: list[str], cpu_bind: str | None, launcher: str, alloc: Allocation) -> None:
-    spec = LaunchSpec(command=command, launcher_flags=flags, cpu_bind=cpu_bind, launcher=launcher, master_port=29500, oversubscribe=True)
+@example(
+    command=["python3", "-c", "print('a b')"],
+    flags=[],
+    cpu_bind=None,
+    launcher="pals",
+    alloc=Allocation("local", ("localhost",)),
+)
+def test_shell_quoting_round_trips(
+    command: list[str], flags: list[str], cpu_bind: str | None, launcher: str, alloc: Allocation
+) -> None:
+    spec = LaunchSpec(
+        command=command,
+        launcher_flags=flags,
+        cpu_bind=cpu_bind,
+        launcher=launcher,
+        master_port=29500,
+        oversubscribe=True,
+    )
     plan = _outcome(spec, alloc)
     assert isinstance(plan, Plan), plan
     assert shlex.split(str(plan)) == list(plan.argv)
@@ -232,7 +275,9 @@ def test_bad_numbers_raise_spec_or_scheduler_errors_only(np: Any, ppn: Any, nhos
 
 @settings(max_examples=40, deadline=None)
 @given(np=BAD_NUMBERS, ppn=BAD_NUMBERS, nhosts=BAD_NUMBERS, accel=st.sampled_from(["4", "0", "-1", "x"]))
-def test_bad_numbers_from_the_environment(np: Any, ppn: Any, nhosts: Any, accel: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_bad_numbers_from_the_environment(
+    np: Any, ppn: Any, nhosts: Any, accel: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Through the real resolution path (the EZPZ_* layer, strings), on a 3-host hostfile."""
     hosts = tmp_path_factory.getbasetemp() / "three-hosts"
     hosts.write_text("n1\nn2\nn3\n")
@@ -254,7 +299,13 @@ def test_bad_numbers_from_the_environment(np: Any, ppn: Any, nhosts: Any, accel:
 @st.composite
 def hostfile_entries(draw: st.DrawFn) -> list[tuple[str, str | None, int]]:
     """(host, form, slots) entries; form None is a plain line, else ':' or 'slots='."""
-    entries = draw(st.lists(st.tuples(HOSTS, st.sampled_from([None, ":", "slots=", "max_slots="]), st.integers(1, 64)), min_size=1, max_size=10))
+    entries = draw(
+        st.lists(
+            st.tuples(HOSTS, st.sampled_from([None, ":", "slots=", "max_slots="]), st.integers(1, 64)),
+            min_size=1,
+            max_size=10,
+        )
+    )
     return [(host, form, 1 if form is None else n) for host, form, n in entries]
 
 
@@ -271,7 +322,9 @@ def _line(host: str, form: str | None, slots: int, pad: str, comment: str) -> st
     comment=st.sampled_from(["", " # rack 4", "#x"]),
     seed=st.randoms(use_true_random=False),
 )
-def test_hostfile_valid_forms(entries: list[tuple[str, str | None, int]], noise: list[str], pad: str, comment: str, seed: Any) -> None:
+def test_hostfile_valid_forms(
+    entries: list[tuple[str, str | None, int]], noise: list[str], pad: str, comment: str, seed: Any
+) -> None:
     lines = [_line(h, f, n, pad, comment) for h, f, n in entries]
     for extra in noise:
         lines.insert(seed.randint(0, len(lines)), extra)
@@ -285,8 +338,26 @@ def test_hostfile_valid_forms(entries: list[tuple[str, str | None, int]], noise:
 
 
 GARBAGE = st.one_of(
-    st.sampled_from(["a b", "host:0", "host:x", "host:", "host slots=", "host slots=0", "host slots=-1", "-host",
-                     "ho$t", "a:b:c", "host:²", "host:-2", "host slots=2 junk", "höst", "a;b", "host\x00"]),
+    st.sampled_from(
+        [
+            "a b",
+            "host:0",
+            "host:x",
+            "host:",
+            "host slots=",
+            "host slots=0",
+            "host slots=-1",
+            "-host",
+            "ho$t",
+            "a:b:c",
+            "host:²",
+            "host:-2",
+            "host slots=2 junk",
+            "höst",
+            "a;b",
+            "host\x00",
+        ]
+    ),
     st.builds(lambda h, j: h + j, HOSTS, st.text(alphabet="!$;&|()'\"`*?<>=", min_size=1, max_size=4)),
 )
 

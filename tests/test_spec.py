@@ -38,12 +38,25 @@ def assert_line(exc: EzpzError, *parts: str) -> str:
 def aurora(hosts: int = 2, **fields: object) -> Allocation:
     """An Aurora PBS job's allocation (hosts from a nodefile)."""
     names = tuple(f"x4000c0s{i}b0n0" for i in range(hosts))
-    return Allocation(scheduler="pbs", hosts=names, job_id="8123456.aurora-pbs-0001", hostfile="/var/spool/pbs/aux/8123456", source="PBS_NODEFILE", **fields)  # type: ignore[arg-type]
+    return Allocation(
+        scheduler="pbs",
+        hosts=names,
+        job_id="8123456.aurora-pbs-0001",
+        hostfile="/var/spool/pbs/aux/8123456",
+        source="PBS_NODEFILE",
+        **fields,
+    )  # type: ignore[arg-type]
 
 
 def render(alloc: Allocation, **fields: object) -> object:
     """Render an Aurora-like spec (12 tiles per node, the site's cpu list) on ``alloc``."""
-    base: dict[str, object] = {"command": CMD, "master_port": 29500, "launcher": "pals", "accelerators_per_node": 12, "cpu_bind": AURORA_CPUS}
+    base: dict[str, object] = {
+        "command": CMD,
+        "master_port": 29500,
+        "launcher": "pals",
+        "accelerators_per_node": 12,
+        "cpu_bind": AURORA_CPUS,
+    }
     return PBS().render(LaunchSpec(**{**base, **fields}), alloc)
 
 
@@ -143,7 +156,10 @@ def test_env_item_without_equals_in_a_layer() -> None:
 def test_layers_merge_in_order_with_provenance() -> None:
     spec = LaunchSpec.from_layers(
         [
-            ("template:polaris", {"cpu_bind": "depth", "launcher_flags": ["--depth=8"], "env": {"A": "t", "B": "t"}, "ppn": 4}),
+            (
+                "template:polaris",
+                {"cpu_bind": "depth", "launcher_flags": ["--depth=8"], "env": {"A": "t", "B": "t"}, "ppn": 4},
+            ),
             ("config:team.toml", {"cpu_bind": "core", "env": {"B": "c"}, "np": 8}),
             ("env", {"ppn": "2", "launcher_flags": ["--no-vni"]}),
             ("flags", {"command": CMD, "env": ["C=f"], "ppn": 8}),
@@ -163,7 +179,9 @@ def test_layers_merge_in_order_with_provenance() -> None:
 
 
 def test_environment_layer_reads_ezpz_variables() -> None:
-    layer = env_layer({"EZPZ_NP": "8", "CPU_BIND": "depth", "EZPZ_OVERSUBSCRIBE": "1", "HOME": "/root", "EZPZ_PPN": "  "})
+    layer = env_layer(
+        {"EZPZ_NP": "8", "CPU_BIND": "depth", "EZPZ_OVERSUBSCRIBE": "1", "HOME": "/root", "EZPZ_PPN": "  "}
+    )
     assert layer == {"np": "8", "cpu_bind": "depth", "oversubscribe": "1"}
     spec = LaunchSpec.from_layers([("env", layer), ("flags", {"command": CMD})])
     assert (spec.np, spec.cpu_bind, spec.oversubscribe) == (8, "depth", True)
@@ -183,7 +201,10 @@ def test_flag_beats_environment_beats_config_beats_template(tmp_path: Path, monk
     config.write_text('template = "polaris"\ncpu_bind = "core"\nretries = 3\ntimeout = 60.0\n')
     environ = {"PBS_JOBID": "1.polaris", "PBS_NODEFILE": str(nodefile), "EZPZ_RETRIES": "1", "CPU_BIND": "none"}
     monkeypatch.setattr(socket, "gethostname", lambda: "polaris-login-01")
-    layers = [(f"config:{config}", load_config(config)), ("flags", {"command": CMD, "cpu_bind": "depth", "master_port": 4242})]
+    layers = [
+        (f"config:{config}", load_config(config)),
+        ("flags", {"command": CMD, "cpu_bind": "depth", "master_port": 4242}),
+    ]
     spec = resolve(layers, environ).spec
     assert spec.cpu_bind == "depth" and spec.provenance["cpu_bind"] == "flags"
     assert spec.retries == 1 and spec.provenance["retries"] == "env"
@@ -337,7 +358,11 @@ def test_no_command(tmp_path: Path) -> None:
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(
-    args: list[str], parts: tuple[str, ...], no_job_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    args: list[str],
+    parts: tuple[str, ...],
+    no_job_env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (0, "mocked probe"))
     assert main(["launch", "--dry-run", *args]) == 2

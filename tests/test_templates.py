@@ -16,7 +16,14 @@ from ezpz.errors import TemplateError
 from ezpz.launch import plan_launch
 from ezpz.plugins.manager import schedulers
 from ezpz.spec import LaunchSpec
-from ezpz.templates import Template, builtin_template_dir, find_template, load_template, template_files, templates_for_host
+from ezpz.templates import (
+    Template,
+    builtin_template_dir,
+    find_template,
+    load_template,
+    template_files,
+    templates_for_host,
+)
 
 CMD = ["python3", "train.py"]
 #: sites.md: each site's scheduler, accelerators per node, launcher and a real hostname.
@@ -88,7 +95,9 @@ def test_unknown_template_suggests_the_closest(name: str, suggestion: str) -> No
     assert "valid: " in line and "aurora" in line and "local" in line
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "aurora/../polaris", "..", ".hidden", "a b", "aurora;rm", "x" * 65])
+@pytest.mark.parametrize(
+    "name", ["../../etc/passwd", "/etc/passwd", "aurora/../polaris", "..", ".hidden", "a b", "aurora;rm", "x" * 65]
+)
 def test_names_are_names(name: str) -> None:
     with pytest.raises(TemplateError) as info:
         find_template(name)
@@ -113,7 +122,11 @@ def _write(tmp: Path, text: str, name: str = "site.toml") -> Path:
 def test_template_from_a_path(tmp_path: Path) -> None:
     path = _write(tmp_path, 'description = "mine"\nscheduler = "local"\n[defaults]\nlauncher = "openmpi"\nppn = 2\n')
     template = find_template(str(path))
-    assert (template.name, template.scheduler, template.defaults) == ("site", "local", {"launcher": "openmpi", "ppn": 2})
+    assert (template.name, template.scheduler, template.defaults) == (
+        "site",
+        "local",
+        {"launcher": "openmpi", "ppn": 2},
+    )
     assert template.path == str(path)
 
 
@@ -192,6 +205,8 @@ def test_template_with_a_hostfile_outside_its_scheduler_job(tmp_path: Path, monk
     hosts = tmp_path / "hosts"
     hosts.write_text("x4000c0s0b0n0\nx4000c0s1b0n0\n")
     monkeypatch.setattr(socket, "gethostname", lambda: "aurora-uan-0010")
-    plan = plan_launch([("flags", {"command": CMD, "template": "aurora", "hostfile": str(hosts), "master_port": 29500})], {})
+    plan = plan_launch(
+        [("flags", {"command": CMD, "template": "aurora", "hostfile": str(hosts), "master_port": 29500})], {}
+    )
     assert (plan.np, plan.ppn, plan.nhosts) == (24, 12, 2)
     assert f"--hostfile={hosts}" in plan.argv
