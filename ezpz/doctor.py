@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import netrc
+import os
 import re
 import shutil
 import subprocess
@@ -79,12 +80,15 @@ class DoctorContext:
         deep: run slower, more thorough probes (a 2-rank MPI job).
         layers: launch layers (template, config, flags) whose fit to this
             allocation is checked; empty when none were given.
-
+        python_bin: where ``ezpz launch`` also looks for a launcher missing
+            from PATH (the directory of this interpreter, where ``pip install
+            mpich`` puts ``mpiexec``); ``None`` to look on PATH only.
     """
 
     environ: Mapping[str, str]
     deep: bool = False
     layers: Sequence[tuple[str, Mapping[str, Any]]] = ()
+    python_bin: str | None = os.path.dirname(sys.executable)
 
 
 @dataclass(frozen=True)
@@ -102,9 +106,7 @@ class Check:
 
 
 # moves to ezpz.execute: the only module meant to start processes.
-def _capture(
-    argv: Sequence[str], environ: Mapping[str, str], timeout: float
-) -> subprocess.CompletedProcess[str]:
+def _capture(argv: Sequence[str], environ: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         list(argv),
         env=dict(environ),
@@ -150,11 +152,28 @@ def mpi_flavor(text: str) -> MpiFlavor | None:
     return None
 
 
-def _launcher(environ: Mapping[str, str]) -> tuple[str, str] | None:
-    for name in ("mpiexec", "mpirun", "srun"):
-        path = shutil.which(name, path=environ.get("PATH", ""))
-        if path:
-            return name, path
+#: Launcher binaries to look for, by the active adapter's default MPI dialect.
+_LAUNCHER_ORDER = {
+    "srun": ("srun", "mpiexec", "mpirun"),
+    "openmpi": ("mpirun", "mpiexec", "srun"),
+}
+
+
+def _launcher(ctx: DoctorContext) -> tuple[str, str] | None:
+    """Find the launcher ``ezpz launch`` would use: PATH first, then beside python."""
+    from ezpz.plugins.manager import schedulers
+    from ezpz.schedulers.base import pick
+
+    try:
+        dialect = pick(schedulers(), ctx.environ, None)[0].default_launcher
+    except EzpzError:
+        dialect = "hydra"
+    dirs = [ctx.environ.get("PATH", ""), *([ctx.python_bin] if ctx.python_bin else [])]
+    for where in dirs:
+        for name in _LAUNCHER_ORDER.get(dialect, ("mpiexec", "mpirun", "srun")):
+            path = shutil.which(name, path=where)
+            if path:
+                return name, path
     return None
 
 
@@ -169,7 +188,7 @@ def _launcher_flavor(path: str, environ: Mapping[str, str]) -> tuple[MpiFlavor |
 
 def check_mpi_launcher(ctx: DoctorContext) -> CheckResult:
     """Find the MPI launcher on PATH and report its implementation and version."""
-    found = _launcher(ctx.environ)
+    found = _launcher(ctx)
     if found is None:
         return CheckResult(
             "mpi launcher",
@@ -191,22 +210,15 @@ def check_mpi_launcher(ctx: DoctorContext) -> CheckResult:
     return CheckResult("mpi launcher", "ok", f"{path}: {flavor}", "", details)
 
 
-_PROBE_LIBRARY = (
-    "import mpi4py\nmpi4py.rc.initialize = False\nfrom mpi4py import MPI\n"
-    "print(MPI.Get_library_version())"
-)
-_PROBE_RANKS = (
-    "from mpi4py import MPI\nc = MPI.COMM_WORLD\nprint('EZPZ-RANK', c.Get_rank(), c.Get_size())"
-)
+_PROBE_LIBRARY = "import mpi4py\nmpi4py.rc.initialize = False\nfrom mpi4py import MPI\nprint(MPI.Get_library_version())"
+_PROBE_RANKS = "from mpi4py import MPI\nc = MPI.COMM_WORLD\nprint('EZPZ-RANK', c.Get_rank(), c.Get_size())"
 
 
 def _mpi4py_library(ctx: DoctorContext) -> tuple[MpiFlavor | None, str]:
     proc = _capture([sys.executable, "-c", _PROBE_LIBRARY], ctx.environ, timeout=30)
     if proc.returncode != 0:
         raise RuntimeError((proc.stderr.strip().splitlines() or ["no output"])[-1])
-    return mpi_flavor(proc.stdout), proc.stdout.strip().splitlines()[
-        0
-    ] if proc.stdout.strip() else ""
+    return mpi_flavor(proc.stdout), proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
 
 
 def _deep_probe(launcher: str, ctx: DoctorContext) -> tuple[bool, str]:
@@ -216,11 +228,7 @@ def _deep_probe(launcher: str, ctx: DoctorContext) -> tuple[bool, str]:
         proc = _capture(argv, ctx.environ, timeout=120)
     except subprocess.TimeoutExpired:
         return False, "2-rank probe timed out after 120 s"
-    seen = sorted(
-        tuple(line.split()[1:3])
-        for line in proc.stdout.splitlines()
-        if line.startswith("EZPZ-RANK")
-    )
+    seen = sorted(tuple(line.split()[1:3]) for line in proc.stdout.splitlines() if line.startswith("EZPZ-RANK"))
     if seen == [("0", "2"), ("1", "2")]:
         return True, "2-rank probe: ranks 0 and 1 of 2"
     if seen and all(size == "1" for _, size in seen):
@@ -248,7 +256,7 @@ def check_mpi4py(ctx: DoctorContext) -> CheckResult:
             f"mpi4py cannot load an MPI library: {exc}",
             "install an MPI (pip install mpich) or load your site's MPI module",
         )
-    found = _launcher(ctx.environ)
+    found = _launcher(ctx)
     launcher_flavor = _launcher_flavor(found[1], ctx.environ)[0] if found else None
     details: dict[str, Any] = {
         "library": asdict(lib) if lib else first,
@@ -259,16 +267,10 @@ def check_mpi4py(ctx: DoctorContext) -> CheckResult:
         "pip install --no-binary mpi4py --force-reinstall mpi4py"
     )
     if lib is None:
-        return CheckResult(
-            name, "warning", f"mpi4py loads an unrecognised MPI ({first!r})", "", details
-        )
+        return CheckResult(name, "warning", f"mpi4py loads an unrecognised MPI ({first!r})", "", details)
     status: Status = "ok"
     message = f"mpi4py loads {lib}"
-    if (
-        found is None
-        or launcher_flavor is None
-        or launcher_flavor.implementation in ("Slurm", "PALS")
-    ):
+    if found is None or launcher_flavor is None or launcher_flavor.implementation in ("Slurm", "PALS"):
         message += "; launcher flavour unknown, cannot compare"
     elif launcher_flavor.implementation != lib.implementation:
         status, message = "error", f"mpi4py loads {lib} but {found[1]} is {launcher_flavor}"
@@ -299,9 +301,7 @@ def check_scheduler(ctx: DoctorContext) -> CheckResult:
         adapter, why = pick(adapters, ctx.environ, None)
         alloc = adapter.allocation(ctx.environ)
     except EzpzError as exc:
-        return CheckResult(
-            name, "error", exc.line(), "fix the job's variables or pass --scheduler NAME"
-        )
+        return CheckResult(name, "error", exc.line(), "fix the job's variables or pass --scheduler NAME")
     details = {
         "adapter": adapter.name,
         "why": why,
@@ -310,12 +310,8 @@ def check_scheduler(ctx: DoctorContext) -> CheckResult:
         "slots": list(alloc.slots) if alloc.slots else None,
         "source": alloc.source,
     }
-    hosts = ", ".join(alloc.hosts[:4]) + (
-        f", ... ({len(alloc.hosts)} hosts)" if len(alloc.hosts) > 4 else ""
-    )
-    message = (
-        f"{adapter.name} ({why})" + (f", job {alloc.job_id}" if alloc.job_id else "") + f": {hosts}"
-    )
+    hosts = ", ".join(alloc.hosts[:4]) + (f", ... ({len(alloc.hosts)} hosts)" if len(alloc.hosts) > 4 else "")
+    message = f"{adapter.name} ({why})" + (f", job {alloc.job_id}" if alloc.job_id else "") + f": {hosts}"
     if alloc.slots:
         message += f"; slots {'/'.join(map(str, alloc.slots[:4]))}"
     if not alloc.hosts:
@@ -326,11 +322,7 @@ def check_scheduler(ctx: DoctorContext) -> CheckResult:
             "check the job's hostfile / node list",
             details,
         )
-    stale = [
-        v
-        for v in ("PBS_JOBID", "SLURM_JOB_ID")
-        if ctx.environ.get(v) and adapter.name not in v.lower()
-    ]
+    stale = [v for v in ("PBS_JOBID", "SLURM_JOB_ID") if ctx.environ.get(v) and adapter.name not in v.lower()]
     if adapter.name in ("pbs", "slurm") and stale:
         return CheckResult(
             name,
@@ -491,9 +483,7 @@ def check_spec(ctx: DoctorContext) -> CheckResult:
     try:
         plan = plan_launch([*ctx.layers, ("doctor", {"command": ["true"]})], ctx.environ)
     except EzpzError as exc:
-        return CheckResult(
-            name, "error", exc.line(), "change the counts or the template to fit the job"
-        )
+        return CheckResult(name, "error", exc.line(), "change the counts or the template to fit the job")
     details = {"np": plan.np, "ppn": plan.ppn, "nhosts": plan.nhosts, "launcher": plan.launcher}
     return CheckResult(
         name,

@@ -50,7 +50,7 @@ def version_script(text: str, run: str = 'echo "unexpected: $*" >&2; exit 9') ->
 
 def ctx(tmp_path: Path, path: str, deep: bool = False, **extra: str) -> DoctorContext:
     env = {"PATH": path, "HOME": str(tmp_path), "WANDB_MODE": "offline", **extra}
-    return DoctorContext(environ=env, deep=deep)
+    return DoctorContext(environ=env, deep=deep, python_bin=None)
 
 
 def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
@@ -113,6 +113,17 @@ def test_no_launcher_is_an_error(tmp_path: Path) -> None:
     assert launcher.status == "error" and "pip install mpich" in launcher.remedy
     assert "cannot compare" in check_mpi4py(context).message
     assert exit_code([launcher]) == 1
+    # ezpz launch also finds the mpiexec that `pip install mpich` put beside python.
+    beside = DoctorContext(environ={"PATH": str(tmp_path / "empty")}, python_bin=VENV_BIN)
+    assert check_mpi_launcher(beside).message.startswith(f"{VENV_BIN}/mpiexec: MPICH")
+
+
+def test_slurm_job_prefers_srun(tmp_path: Path) -> None:
+    bindir = fake_bin(tmp_path, "srun", version_script("slurm 23.02.7\n"))
+    fake_bin(tmp_path, "mpiexec", version_script(HYDRA))
+    job = ctx(tmp_path, str(bindir), SLURM_JOB_ID="7", SLURM_JOB_NODELIST="n[1-2]")
+    assert check_mpi_launcher(job).message == f"{bindir}/srun: Slurm 23.02.7"
+    assert check_mpi_launcher(ctx(tmp_path, str(bindir))).message == f"{bindir}/mpiexec: MPICH 5.0.2"
 
 
 def test_unrecognised_launcher_is_a_warning(tmp_path: Path) -> None:
@@ -124,9 +135,7 @@ def test_unrecognised_launcher_is_a_warning(tmp_path: Path) -> None:
 def test_scheduler_pbs_slurm_and_broken(tmp_path: Path) -> None:
     nodefile = tmp_path / "nodefile"
     nodefile.write_text("x4000c0s0b0n0\nx4000c0s1b0n0\n")
-    pbs = check_scheduler(
-        ctx(tmp_path, "", PBS_JOBID="8123.aurora-pbs", PBS_NODEFILE=str(nodefile))
-    )
+    pbs = check_scheduler(ctx(tmp_path, "", PBS_JOBID="8123.aurora-pbs", PBS_NODEFILE=str(nodefile)))
     assert pbs.status == "ok", pbs
     assert pbs.details["job_id"] == "8123.aurora-pbs"
     assert pbs.details["hosts"] == ["x4000c0s0b0n0", "x4000c0s1b0n0"]
@@ -142,13 +151,9 @@ def test_scheduler_pbs_slurm_and_broken(tmp_path: Path) -> None:
         )
     )
     assert slurm.status == "warning" and slurm.details["adapter"] == "slurm"
-    assert (
-        slurm.details["hosts"] == ["nid001234", "nid001235"] and "unset PBS_JOBID" in slurm.remedy
-    )
+    assert slurm.details["hosts"] == ["nid001234", "nid001235"] and "unset PBS_JOBID" in slurm.remedy
 
-    broken = check_scheduler(
-        ctx(tmp_path, "", PBS_JOBID="1.pbs", PBS_NODEFILE=str(tmp_path / "gone"))
-    )
+    broken = check_scheduler(ctx(tmp_path, "", PBS_JOBID="1.pbs", PBS_NODEFILE=str(tmp_path / "gone")))
     assert broken.status == "error"
 
 
@@ -166,11 +171,7 @@ def test_wandb_masks_keys(tmp_path: Path) -> None:
     key = "0123456789abcdef0123456789abcdefSECRETk9z2"
     online = DoctorContext(environ={"HOME": str(tmp_path), "WANDB_API_KEY": key})
     result = check_wandb(online)
-    assert (
-        result.status == "ok"
-        and mask(key) in result.message
-        and result.message.endswith("WANDB_API_KEY")
-    )
+    assert result.status == "ok" and mask(key) in result.message and result.message.endswith("WANDB_API_KEY")
     blob = results_json([result])
     assert key not in blob and "SECRET" not in blob and "k9z2" in blob
 
@@ -178,9 +179,7 @@ def test_wandb_masks_keys(tmp_path: Path) -> None:
     assert nokey.status == "warning" and "wandb login" in nokey.remedy
     assert check_wandb(ctx(tmp_path, "")).status == "ok"  # offline needs no key
 
-    (tmp_path / ".netrc").write_text(
-        "machine api.wandb.ai\n  login user\n  password netrcKEY7777\n"
-    )
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password netrcKEY7777\n")
     netrc_result = check_wandb(DoctorContext(environ={"HOME": str(tmp_path)}))
     assert netrc_result.status == "ok" and "7777" in netrc_result.message
     assert "netrcKEY" not in netrc_result.message
@@ -208,9 +207,7 @@ def test_spec_fit(tmp_path: Path) -> None:
     job = {"PBS_JOBID": "1.pbs", "PBS_NODEFILE": str(nodefile)}
     fits = DoctorContext(environ={"PATH": "", **job}, layers=[("flags", {"np": 4, "ppn": 2})])
     assert check_spec(fits).status == "ok", check_spec(fits)
-    too_many = DoctorContext(
-        environ={"PATH": "", **job}, layers=[("flags", {"nhosts": 3, "ppn": 1})]
-    )
+    too_many = DoctorContext(environ={"PATH": "", **job}, layers=[("flags", {"nhosts": 3, "ppn": 1})])
     result = check_spec(too_many)
     assert result.status == "error" and "3" in result.message
 
