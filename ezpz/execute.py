@@ -9,7 +9,9 @@ watchdog and the retry loop, and returns the launcher's exit code.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -24,7 +26,7 @@ from ezpz.errors import LaunchError
 from ezpz.log import get_logger
 from ezpz.plan import Plan
 
-__all__ = ["TIMEOUT_EXIT", "capture", "execute", "find_launcher"]
+__all__ = ["TIMEOUT_EXIT", "capture", "execute", "find_launcher", "run_command"]
 
 #: Exit status of a run killed by the idle watchdog (as coreutils ``timeout``).
 TIMEOUT_EXIT = 124
@@ -40,15 +42,27 @@ _INSTALL_HINTS = {
 log = get_logger("ezpz.execute")
 
 
-def capture(argv: Sequence[str], *, timeout: float = 30, check: bool = False) -> str:
-    """Run a short command and return its stdout+stderr as text ("" if it cannot run)."""
+def run_command(argv: Sequence[str], *, timeout: float = 30) -> tuple[int, str]:
+    """Run a short helper command; return its exit status and stdout+stderr as text.
+
+    A command that cannot start or outlives ``timeout`` raises
+    :class:`~ezpz.errors.LaunchError`.
+    """
     try:
-        done = subprocess.run(list(argv), capture_output=True, timeout=timeout, check=check)
-    except (OSError, subprocess.SubprocessError):
-        if check:
-            raise
+        done = subprocess.run(list(argv), capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise LaunchError(f"{argv[0]} did not finish in {timeout:g}s", shlex.join(argv)) from None
+    except OSError as exc:
+        raise LaunchError(f"{argv[0]} could not run", shlex.join(argv), exc.strerror) from None
+    return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+
+
+def capture(argv: Sequence[str], *, timeout: float = 30) -> str:
+    """Run a short probe and return its output ("" when it cannot run or fails to finish)."""
+    try:
+        return run_command(argv, timeout=timeout)[1]
+    except LaunchError:
         return ""
-    return (done.stdout + done.stderr).decode(errors="replace")
 
 
 def find_launcher(name: str) -> str:
@@ -107,10 +121,8 @@ class _Run:
                 self.pumps.append(pump)
 
     def kill_group(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def stop(self, sig: int) -> None:
         """Send ``sig`` to the whole group; SIGKILL it if it outlives the grace period."""

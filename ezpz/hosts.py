@@ -18,7 +18,7 @@ from ezpz.errors import SchedulerError, SpecError
 __all__ = ["HostSlots", "compress_nodelist", "expand_nodelist", "parse_hostfile", "read_hostfile"]
 
 _HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_SLOTS_KV = re.compile(r"^(?:slots|max_slots|max-slots)=(\d+)$")
+_SLOTS_KV = re.compile(r"^(?:slots|max_slots|max-slots)=([0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def parse_hostfile(text: str, origin: str = "hostfile") -> HostSlots:
         host, count = words[0], 1
         if ":" in host:
             host, _, tail = host.partition(":")
-            if not tail.isdigit() or int(tail) < 1:
+            if not (tail.isascii() and tail.isdigit()) or int(tail) < 1:
                 raise SpecError(f"bad slot count in {origin} line {number}", raw.strip(), "use host, host:N or host slots=N")
             count, explicit = int(tail), True
         for word in words[1:]:

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ezpz.errors import SchedulerError
 from ezpz.hosts import read_hostfile
 from ezpz.plan import Plan
 from ezpz.plugins.manager import schedulers
@@ -92,7 +93,13 @@ def resolve(layers: Sequence[Layer], environ: Mapping[str, str] | None = None) -
         base.insert(0, (f"template:{template.name}", template.defaults))
     spec = LaunchSpec.from_layers([*base, *user])
     spec._provenance.setdefault("scheduler", why)
-    alloc = adapter.allocation(env)
+    try:
+        alloc = adapter.allocation(env)
+    except SchedulerError:
+        # Outside the scheduler's job a hostfile alone says where to run.
+        if spec.hostfile is None:
+            raise
+        alloc = Allocation(scheduler=adapter.name, hosts=())
     updates: dict[str, Any] = {"tmpdir": tempfile.gettempdir(), "python": sys.executable}
     if spec.hostfile is not None:
         listed = read_hostfile(spec.hostfile)

@@ -72,7 +72,7 @@ class LaunchSpec(BaseModel):
     accelerators_per_node: int | None = Field(
         None, ge=0, le=4096, description="Accelerators per node; default from template, scheduler or a probe."
     )
-    timeout: float | None = Field(None, gt=0, description="Kill a run that prints nothing for this many seconds (exit 124).")
+    timeout: float | None = Field(None, gt=0, allow_inf_nan=False, description="Kill a run that prints nothing for this many seconds (exit 124).")
     retries: int = Field(0, ge=0, le=100, description="Re-run a failed launch this many times, with backoff.")
     template: str | None = Field(None, description="Template name or path to a .toml template.")
     scheduler: str | None = Field(None, description="Scheduler adapter to use instead of auto-detection.")
@@ -88,7 +88,7 @@ class LaunchSpec(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise _spec_error(exc, origin=None) from None
+            raise _spec_error(exc, origin=None) from exc
 
     @field_validator("command", mode="before")
     @classmethod
@@ -143,8 +143,11 @@ class LaunchSpec(BaseModel):
         origin = next((p for p in provenance.values() if p.startswith("config:")), None)
         try:
             spec = cls.model_validate(values)
-        except ValidationError as exc:
-            raise _spec_error(exc, origin=origin, provenance=provenance) from None
+        except SpecError as exc:
+            # __init__ turned pydantic's error into a SpecError; name the layer.
+            if not isinstance(exc.__cause__, ValidationError):
+                raise
+            raise _spec_error(exc.__cause__, origin=origin, provenance=provenance) from None
         spec._provenance = provenance
         spec._layers = list(layers)
         return spec
@@ -172,11 +175,10 @@ def _spec_error(exc: ValidationError, origin: str | None, provenance: Mapping[st
     err = exc.errors()[0]
     loc = ".".join(str(part) for part in err["loc"]) or "spec"
     field = str(err["loc"][0]) if err["loc"] else ""
+    source = (provenance or {}).get(field) or origin
     where = ""
-    if origin is not None:
-        where = f" in {origin.removeprefix('config:')}"
-    elif provenance and field in provenance:
-        where = f" (from {provenance[field]})"
+    if source is not None:
+        where = f" in {source.removeprefix('config:')}" if source.startswith("config:") else f" (from {source})"
     if err["type"] == "extra_forbidden":
         return SpecError(f"unknown key {loc!r}{where}", err.get("input"), closest(loc, LaunchSpec.model_fields))
     message = err["msg"].removeprefix("Value error, ")

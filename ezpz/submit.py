@@ -37,7 +37,6 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ezpz.errors import SchedulerError, SpecError, TemplateError, closest
+from ezpz.errors import LaunchError, SchedulerError, SpecError, TemplateError, closest
 from ezpz.spec import LaunchSpec, Layer, env_layer, merge_layers
 from ezpz.templates import Template, find_template, templates_for_host
 
@@ -403,7 +402,7 @@ def submit_script(script: BatchScript, directory: str | None = None) -> str:
     submission) that is removed afterwards.  A failed submission raises
     :class:`SchedulerError` carrying the command's first line of output.
     """
-    from ezpz.execute import capture
+    from ezpz.execute import run_command
 
     command = script.submit_argv[0]
     if shutil.which(command) is None:
@@ -415,16 +414,14 @@ def submit_script(script: BatchScript, directory: str | None = None) -> str:
     with tempfile.NamedTemporaryFile("w", prefix="ezpz-submit-", suffix=".sh", dir=directory, delete=False) as handle:
         handle.write(script.text)
     try:
-        out = capture([*script.submit_argv, handle.name], timeout=60, check=True)
-    except subprocess.CalledProcessError as exc:
-        text = ((exc.stdout or b"") + (exc.stderr or b"")).decode(errors="replace").strip()
-        raise SchedulerError(
-            f"{command} refused the job", text.splitlines()[0] if text else f"exit {exc.returncode}"
-        ) from None
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise SchedulerError(f"{command} could not run", type(exc).__name__, str(exc)) from None
+        code, out = run_command([*script.submit_argv, handle.name], timeout=60)
+    except LaunchError as exc:
+        raise SchedulerError(f"{command} could not run", exc.given, exc.hint) from None
     finally:
         os.unlink(handle.name)
+    if code != 0:
+        text = out.strip()
+        raise SchedulerError(f"{command} refused the job", text.splitlines()[0] if text else f"exit {code}")
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     match = _JOB_ID.match(lines[-1]) if lines else None
     if match is None:

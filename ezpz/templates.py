@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ezpz.errors import TemplateError, closest
+from ezpz.errors import SpecError, TemplateError, closest
 
 __all__ = ["Template", "builtin_template_dir", "find_template", "load_template", "template_files", "templates_for_host"]
 
@@ -70,7 +70,10 @@ class Template(BaseModel):
         for key in value:
             if key not in LaunchSpec.model_fields or key in ("template", "command"):
                 raise ValueError(f"unknown default {key!r}; {closest(key, LaunchSpec.model_fields)}")
-        LaunchSpec.model_validate(value)
+        try:
+            LaunchSpec.model_validate(value)
+        except SpecError as exc:
+            raise ValueError(exc.line()) from None
         return value
 
     def matches_host(self, hostname: str) -> str | None:

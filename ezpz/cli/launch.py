@@ -16,10 +16,19 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-__all__ = ["register"]
+from ezpz.spec import Layer
 
-_TAIL = "ezpz.command"
-_FLAGS = "ezpz.launcher_flags"
+__all__ = ["COMMAND_KEY", "FLAGS_KEY", "LaunchCommand", "launch", "launch_layers", "register"]
+
+#: ``ctx.meta`` keys where :class:`LaunchCommand` puts the user's command and the launcher flags.
+COMMAND_KEY = "ezpz.command"
+FLAGS_KEY = "ezpz.launcher_flags"
+
+#: launch options that map one to one onto LaunchSpec fields.
+_DIRECT = (
+    "np", "ppn", "nhosts", "hostfile", "cpu_bind", "template", "scheduler",
+    "launcher", "timeout", "retries", "oversubscribe",
+)
 
 
 class LaunchCommand(TyperCommand):
@@ -52,13 +61,27 @@ class LaunchCommand(TyperCommand):
                 command = head[i:]
                 break
             i += 1
-        ctx.meta[_TAIL] = command
-        ctx.meta[_FLAGS] = flags
+        ctx.meta[COMMAND_KEY] = command
+        ctx.meta[FLAGS_KEY] = flags
         return super().parse_args(ctx, ours)
 
 
-def _flags_layer(**given: Any) -> dict[str, Any]:
-    return {key: value for key, value in given.items() if value not in (None, [], False)}
+def launch_layers(ctx: typer.Context, options: dict[str, Any]) -> list[Layer]:
+    """Turn ``ezpz launch`` options (as parsed by Typer) into spec layers: config file, then flags."""
+    from ezpz.spec import load_config
+
+    log_file = options.get("log_file")
+    given: dict[str, Any] = {
+        "command": ctx.meta[COMMAND_KEY],
+        "launcher_flags": ctx.meta[FLAGS_KEY],
+        "env": [*(options.get("env") or []), *([f"EZPZ_LOG_FILE={log_file}"] if log_file else [])],
+        "rank_env": False if options.get("no_rank_env") else None,
+        **{key: options.get(key) for key in _DIRECT},
+    }
+    flags = {key: value for key, value in given.items() if value not in (None, [], False)}
+    config = options.get("config")
+    layers: list[Layer] = [(f"config:{config}", load_config(config))] if config else []
+    return [*layers, ("flags", flags)]
 
 
 def launch(
@@ -84,17 +107,8 @@ def launch(
     """Launch a command on every rank of this machine or job: ezpz launch [OPTIONS] -- CMD..."""
     from ezpz.execute import execute
     from ezpz.launch import describe, plan_launch
-    from ezpz.spec import load_config
 
-    extra_env = [*(env or []), *([f"EZPZ_LOG_FILE={log_file}"] if log_file else [])]
-    flags = _flags_layer(
-        command=ctx.meta[_TAIL], np=np, ppn=ppn, nhosts=nhosts, hostfile=hostfile, cpu_bind=cpu_bind,
-        env=extra_env, launcher_flags=ctx.meta[_FLAGS], template=template, scheduler=scheduler,
-        launcher=launcher, timeout=timeout, retries=retries, oversubscribe=oversubscribe,
-        rank_env=False if no_rank_env else None,
-    )
-    layers = [(f"config:{config}", load_config(config))] if config else []
-    plan = plan_launch([*layers, ("flags", flags)])
+    plan = plan_launch(launch_layers(ctx, locals()))
     if dry_run or as_json:
         typer.echo(plan.to_json(indent=2) if as_json else describe(plan))
         return 0

@@ -11,12 +11,11 @@ Arguments are split as for ``ezpz launch``: after ``--`` nothing is ezpz's.
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ezpz.cli.launch import _FLAGS, _TAIL, LaunchCommand, _flags_layer, launch
+from ezpz.cli.launch import FLAGS_KEY, LaunchCommand, launch, launch_layers
 
 __all__ = ["register"]
 
@@ -69,41 +68,15 @@ def _launch_options(ctx: typer.Context) -> list[str]:
         else:
             for item in value if getattr(param, "multiple", False) else [value]:
                 argv += [flag, str(item)]
-    return [*argv, *ctx.meta[_FLAGS]]
+    return [*argv, *ctx.meta[FLAGS_KEY]]
 
 
 def submit(ctx: typer.Context, **options: Any) -> int:
     """Write a batch script that runs ezpz launch, and submit it: ezpz submit [OPTIONS] -- CMD..."""
-    from ezpz.spec import load_config
     from ezpz.submit import plan_submit, submit_script
 
-    log_file: Path | None = options["log_file"]
-    config: Path | None = options["config"]
-    flags = _flags_layer(
-        command=ctx.meta[_TAIL],
-        env=[*(options["env"] or []), *([f"EZPZ_LOG_FILE={log_file}"] if log_file else [])],
-        launcher_flags=ctx.meta[_FLAGS],
-        rank_env=False if options["no_rank_env"] else None,
-        **{
-            k: options[k]
-            for k in (
-                "np",
-                "ppn",
-                "nhosts",
-                "hostfile",
-                "cpu_bind",
-                "template",
-                "scheduler",
-                "launcher",
-                "timeout",
-                "retries",
-                "oversubscribe",
-            )
-        },
-    )
-    layers = [(f"config:{config}", load_config(config))] if config else []
     script = plan_submit(
-        [*layers, ("flags", flags)],
+        launch_layers(ctx, options),
         _launch_options(ctx),
         **{k: options[k] for k in ("nodes", "time", "queue", "account", "filesystems", "job_name", "output")},
     )

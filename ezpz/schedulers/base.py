@@ -179,12 +179,23 @@ def _pals(p: _Parts) -> list[str]:
     return argv + p.flags + p.tail
 
 
+def _bind_to(p: _Parts, dialect: str) -> str | None:
+    """The cpu binding for hydra/Open MPI, which take -bind-to core|socket|numa|none."""
+    if p.cpu_bind and (p.cpu_bind == "depth" or p.cpu_bind.startswith("list:")):
+        raise SpecError(
+            f"cpu binding is PALS syntax, which {dialect} does not take",
+            p.cpu_bind,
+            "use core, socket, numa or none (check CPU_BIND / EZPZ_CPU_BIND in your environment)",
+        )
+    return p.cpu_bind
+
+
 def _hydra(p: _Parts) -> list[str]:
     argv = ["mpiexec", "-n", str(p.lay.np)]
     if p.hostfile:
         argv += ["-ppn", str(p.lay.ppn), "--hostfile", p.hostfile]
-    if p.cpu_bind:
-        argv += ["-bind-to", p.cpu_bind]
+    if bind := _bind_to(p, "MPICH hydra"):
+        argv += ["-bind-to", bind]
     return argv + p.flags + p.tail
 
 
@@ -192,8 +203,8 @@ def _openmpi(p: _Parts) -> list[str]:
     argv = ["mpirun", "-n", str(p.lay.np), "-N", str(p.lay.ppn)]
     if p.hostfile:
         argv += ["--hostfile", p.hostfile]
-    if p.cpu_bind:
-        argv += ["--bind-to", p.cpu_bind]
+    if bind := _bind_to(p, "Open MPI"):
+        argv += ["--bind-to", bind]
     argv += p.flags
     # Open MPI forwards only the variables named with -x.
     for key in p.env:
@@ -246,7 +257,8 @@ class Scheduler:
             raise SpecError("no command to launch", None, "put it after --: ezpz launch -- python train.py")
         lay = layout(spec, allocation)
         launcher = spec.launcher or self.default_launcher
-        subset = lay.nhosts < len(allocation.hosts)
+        # srun must be told which nodes a hostfile names (it has no hostfile flag).
+        subset = lay.nhosts < len(allocation.hosts) or (launcher == "srun" and spec.hostfile is not None)
         files: tuple[tuple[str, str], ...] = ()
         hostfile: str | None = None
         if launcher != "srun" and (subset or allocation.hostfile or spec.hostfile):
