@@ -68,7 +68,9 @@ def _kind(param: TyperOption | TyperArgument, ctx: typer.Context) -> str:
     return name
 
 
-def _command_section(path: list[str], command: typer.core.TyperCommand | TyperGroup, level: int, recurse: bool = True) -> list[str]:
+def _command_section(
+    path: list[str], command: typer.core.TyperCommand | TyperGroup, level: int, recurse: bool = True
+) -> list[str]:
     ctx = typer.Context(command, info_name=path[-1])
     lines = [f"{'#' * level} `{' '.join(path)}`", ""]
     usage = " ".join(command.collect_usage_pieces(ctx))
@@ -81,7 +83,9 @@ def _command_section(path: list[str], command: typer.core.TyperCommand | TyperGr
         lines += ["| argument | type | required | description |", "|---|---|---|---|"]
         for arg in arguments:
             required = "yes" if arg.required else "no"
-            lines.append(f"| `{arg.name.upper()}` | {_kind(arg, ctx)} | {required} | {_cell(getattr(arg, 'help', '') or '')} |")
+            lines.append(
+                f"| `{arg.name.upper()}` | {_kind(arg, ctx)} | {required} | {_cell(getattr(arg, 'help', '') or '')} |"
+            )
         lines.append("")
     if options:
         lines += ["| option | type | default | description |", "|---|---|---|---|"]

@@ -77,7 +77,9 @@ def test_cli_md_matches_the_typer_app():
 
 # ----------------------------------------------------------- runnable snippets
 
-RUNNABLE = [(page, i, code) for page in ("api.md", "getting-started.md") for i, (_, code) in enumerate(blocks(page, "runnable"))]
+RUNNABLE = [
+    (page, i, code) for page in ("api.md", "getting-started.md") for i, (_, code) in enumerate(blocks(page, "runnable"))
+]
 
 
 def test_pages_have_runnable_snippets():
@@ -106,7 +108,12 @@ def write_files(tmp_path: Path) -> None:
 
 def ezpz(*args: str, cwd: Path, timeout: float = 240, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ezpz", *args], cwd=cwd, env=clean_env(**env), capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "ezpz", *args],
+        cwd=cwd,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -144,8 +151,16 @@ def shown_command(name: str) -> str:
 def test_getting_started_slurm_command_is_what_ezpz_renders(tmp_path: Path):
     # The variables salloc -N2 --ntasks-per-node=1 sets on the local cluster.
     done = ezpz(
-        "launch", "--dry-run", "--json", "--", "python3", "train.py", cwd=tmp_path,
-        SLURM_JOB_ID="34", SLURM_JOB_NODELIST="n[1-2]", SLURM_NTASKS_PER_NODE="1",
+        "launch",
+        "--dry-run",
+        "--json",
+        "--",
+        "python3",
+        "train.py",
+        cwd=tmp_path,
+        SLURM_JOB_ID="34",
+        SLURM_JOB_NODELIST="n[1-2]",
+        SLURM_NTASKS_PER_NODE="1",
     )
     assert done.returncode == 0, done.stderr
     rendered = json.loads(done.stdout)["command"].replace(sys.executable, VENV_PYTHON)
@@ -158,11 +173,22 @@ def test_getting_started_pbs_command_is_what_ezpz_renders(tmp_path: Path):
     nodefile = aux / "8123456.aurora-pbs-0001"
     nodefile.write_text("x4000c0s0b0n0\nx4000c0s0b0n1\n")
     done = ezpz(
-        "launch", "--template", "aurora", "--dry-run", "--json", "--", "python3", "train.py", cwd=tmp_path,
-        PBS_JOBID="8123456.aurora-pbs-0001", PBS_NODEFILE=str(nodefile),
+        "launch",
+        "--template",
+        "aurora",
+        "--dry-run",
+        "--json",
+        "--",
+        "python3",
+        "train.py",
+        cwd=tmp_path,
+        PBS_JOBID="8123456.aurora-pbs-0001",
+        PBS_NODEFILE=str(nodefile),
     )
     assert done.returncode == 0, done.stderr
-    rendered = json.loads(done.stdout)["command"].replace(sys.executable, VENV_PYTHON).replace(str(aux), "/var/spool/pbs/aux")
+    rendered = (
+        json.loads(done.stdout)["command"].replace(sys.executable, VENV_PYTHON).replace(str(aux), "/var/spool/pbs/aux")
+    )
     assert rendered == shown_command("pbs")
 
 
@@ -178,8 +204,21 @@ def plugin_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Offline when the build backend is already here; otherwise pip fetches it.
     isolation = [] if importlib.util.find_spec("hatchling") is None else ["--no-build-isolation"]
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *isolation, "--target", str(target), str(build)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            *isolation,
+            "--target",
+            str(target),
+            str(build),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert (target / "ezpz_mysite" / "templates" / "mysite.toml").is_file()
@@ -203,7 +242,19 @@ def test_reference_plugin_scheduler_renders_the_job(plugin_target: Path, tmp_pat
     nodefile = tmp_path / "nodes"
     nodefile.write_text("ms001\nms002\n")
     job = {"MYSITE_JOB_ID": "4711.mbs", "MYSITE_NODEFILE": str(nodefile), "MYSITE_GPUS_PER_NODE": "4"}
-    done = with_plugin(plugin_target, "launch", "--dry-run", "--json", "--scheduler", "mysite", "--", "python3", "train.py", cwd=tmp_path, **job)
+    done = with_plugin(
+        plugin_target,
+        "launch",
+        "--dry-run",
+        "--json",
+        "--scheduler",
+        "mysite",
+        "--",
+        "python3",
+        "train.py",
+        cwd=tmp_path,
+        **job,
+    )
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert plan["scheduler"] == "mysite" and plan["launcher"] == "hydra"
@@ -211,7 +262,9 @@ def test_reference_plugin_scheduler_renders_the_job(plugin_target: Path, tmp_pat
     assert plan["argv"][:7] == ["mpiexec", "-n", "8", "-ppn", "4", "--hostfile", str(nodefile)]
     assert plan["env"]["MASTER_ADDR"] == "ms001" and plan["env"]["EZPZ_LAUNCH_ID"].startswith("4711.mbs-")
     # Detected by affinity inside its job, and the template's defaults apply.
-    auto = json.loads(with_plugin(plugin_target, "launch", "--json", "-t", "mysite", "--", "x", cwd=tmp_path, **job).stdout)
+    auto = json.loads(
+        with_plugin(plugin_target, "launch", "--json", "-t", "mysite", "--", "x", cwd=tmp_path, **job).stdout
+    )
     assert auto["scheduler"] == "mysite" and auto["env"]["NCCL_SOCKET_IFNAME"] == "ib0"
     assert "-bind-to" in auto["argv"] and auto["argv"][auto["argv"].index("-bind-to") + 1] == "core"
     # Outside its job, asking for it explains what is missing.
@@ -229,7 +282,11 @@ def test_reference_plugin_doctor_check_runs(plugin_target: Path, tmp_path: Path)
     nodefile = tmp_path / "nodes"
     nodefile.write_text("ms001\n")
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env=clean_env(PYTHONPATH=str(plugin_target), MYSITE_JOB_ID="1", MYSITE_NODEFILE=str(nodefile)),
     )
     assert done.returncode == 0, done.stderr

@@ -41,7 +41,9 @@ class MySite(Scheduler):
         """Read the job's hosts from ``$MYSITE_NODEFILE``; never call the scheduler."""
         nodefile = environ.get("MYSITE_NODEFILE")
         if not nodefile:
-            raise SchedulerError("MYSITE_NODEFILE is not set", None, "run inside an MBS job (mbs-run -I) or pass --hostfile")
+            raise SchedulerError(
+                "MYSITE_NODEFILE is not set", None, "run inside an MBS job (mbs-run -I) or pass --hostfile"
+            )
         listed = read_hostfile(nodefile)
         gpus = environ.get("MYSITE_GPUS_PER_NODE", "")
         return Allocation(
@@ -75,7 +77,10 @@ def check_nodefile(ctx: DoctorContext) -> CheckResult:
     nodefile = ctx.environ.get("MYSITE_NODEFILE", "")
     if not nodefile or not os.path.isfile(nodefile):
         return CheckResult(
-            name, "error", f"MYSITE_NODEFILE is missing or unreadable ({nodefile!r})", "ask MySite support: the job prologue failed"
+            name,
+            "error",
+            f"MYSITE_NODEFILE is missing or unreadable ({nodefile!r})",
+            "ask MySite support: the job prologue failed",
         )
     hosts = read_hostfile(nodefile).hosts
     return CheckResult(name, "ok", f"{len(hosts)} host(s) in {nodefile}", "", {"hosts": list(hosts)})
