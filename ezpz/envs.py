@@ -19,6 +19,7 @@ import errno
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tarfile
 import tempfile
@@ -26,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ezpz.errors import EnvToolError
 from ezpz.log import get_logger
@@ -442,6 +443,7 @@ class _Receiver:
         self.name = name
         self.old_prefix = old_prefix
         self.error: str | None = None
+        self._lock = threading.Lock()
         self._read, self._write = os.pipe()
         self._thread = threading.Thread(target=self._extract, daemon=True)
         self.stage.mkdir(parents=True)
@@ -467,6 +469,16 @@ class _Receiver:
             except OSError as exc:
                 self.error = self.error or f"cannot write the copy: {exc}"
 
+    def discard(self) -> None:
+        """Stop extracting and remove the staging directory (the copy is abandoned).
+
+        Waits for an install in progress, so ``dst`` is never left half-swapped.
+        """
+        with self._lock:
+            self._close_write()
+            self._thread.join(10)
+            shutil.rmtree(self.stage, ignore_errors=True)
+
     def finish(self, abort: str | None = None) -> str | None:
         """Close the stream and install the copy; return an error or ``None``.
 
@@ -475,9 +487,18 @@ class _Receiver:
         """
         if abort is not None:
             self.error = f"the source could not be sent: {abort}"
-        with contextlib.suppress(OSError):
-            os.close(self._write)
+        self._close_write()
         self._thread.join()
+        with self._lock:
+            return self._settle()
+
+    def _close_write(self) -> None:
+        if self._write >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._write)
+            self._write = -1
+
+    def _settle(self) -> str | None:
         try:
             if self.error is None:
                 copy = self.stage / self.name
@@ -530,6 +551,47 @@ def _source_chunks(src: Path, compress: bool) -> Iterator[bytes]:
         raise failure[0]
 
 
+def _watch_signals(staged: list[_Receiver]) -> None:
+    """Block SIGINT/SIGTERM here and in later threads; one thread discards ``staged`` on them."""
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+
+    def watch() -> None:
+        signum = signal.sigwait(stops)
+        for receiver in staged:
+            receiver.discard()
+        os._exit(128 + signum)
+
+    threading.Thread(target=watch, name="ezpz-yeet-signals", daemon=True).start()
+
+
+def _relay(comm: Any, src: Path, compress: bool, total: int, receiver: _Receiver | None) -> str | None:
+    """Broadcast the stream of ``src`` from rank 0 and feed it to ``receiver``.
+
+    Returns ``None`` once the whole stream has arrived, or the sender's error.
+    """
+    rank, size = comm.Get_rank(), comm.Get_size()
+    source = _source_chunks(src, compress) if rank == 0 else None
+    sent, step = 0, max(total // 10, 1)
+    while True:
+        chunk: bytes | str | None = None
+        if source is not None:
+            try:
+                chunk = next(source, b"")
+            except Exception as exc:  # every node must hear of it, or they wait forever
+                chunk = f"{type(exc).__name__}: {exc}"
+        got: bytes | str = comm.bcast(chunk, root=0)
+        if isinstance(got, str):
+            return got
+        if receiver is not None:
+            receiver.feed(got)
+        if not got:
+            return None
+        if rank == 0 and (sent + len(got)) // step > sent // step:
+            log.info("yeet-env: sent %d of ~%d MiB to %d node(s)", (sent + len(got)) >> 20, total >> 20, size)
+        sent += len(got)
+
+
 def yeet_worker(src: Path, dst: str, compress: bool, min_nodes: int, report: Path | None) -> int:
     """Run on one rank per node: rank 0 broadcasts ``src``, every node writes its copy.
 
@@ -544,6 +606,12 @@ def yeet_worker(src: Path, dst: str, compress: bool, min_nodes: int, report: Pat
 
     from ezpz.extras import require
 
+    # A rank blocked inside an MPI call never runs Python signal handlers, so
+    # SIGINT/SIGTERM (the executor stopping the launch) are blocked in every
+    # thread, MPI's included, and taken by one watcher thread that removes the
+    # staging directory and exits.
+    staged: list[_Receiver] = []
+    _watch_signals(staged)
     mpi = require("mpi4py.MPI", "mpi")
     comm = mpi.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -560,28 +628,15 @@ def yeet_worker(src: Path, dst: str, compress: bool, min_nodes: int, report: Pat
     if problem is None:
         try:
             receiver = _Receiver(target, Path(source_path).name, source_path)
+            staged.append(receiver)
         except OSError as exc:
             problem = f"cannot create the staging directory: {exc}"
-    source = _source_chunks(Path(source_path), compress) if rank == 0 else None
-    sent, step, abort = 0, max(total // 10, 1), None
-    while True:
-        chunk: bytes | str | None = None
-        if source is not None:
-            try:
-                chunk = next(source, b"")
-            except Exception as exc:  # every node must hear of it, or they wait forever
-                chunk = f"{type(exc).__name__}: {exc}"
-        got: bytes | str = comm.bcast(chunk, root=0)
-        if isinstance(got, str):
-            abort = got
-            break
+    try:
+        abort = _relay(comm, Path(source_path), compress, total, receiver)
+    except BaseException:
         if receiver is not None:
-            receiver.feed(got)
-        if not got:
-            break
-        if rank == 0 and (sent + len(got)) // step > sent // step:
-            log.info("yeet-env: sent %d of ~%d MiB to %d node(s)", (sent + len(got)) >> 20, total >> 20, size)
-        sent += len(got)
+            receiver.discard()
+        raise
     if receiver is not None:
         problem = receiver.finish(abort)
     elif abort is not None:

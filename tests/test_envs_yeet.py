@@ -7,9 +7,12 @@ otherwise).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,3 +180,42 @@ def test_cli_prints_the_activate_line(tmp_path: Path, venv: Path, capsys: pytest
     assert (dst / "bin" / "yeet-hello").is_file()
     assert main(["yeet-env", "--src", str(venv), "--dst", str(venv / "x")]) == 2
     assert capsys.readouterr().err.startswith("error: the destination is inside the source environment")
+
+
+def test_interrupt_mid_copy_leaves_no_staging_and_keeps_old_copies(tmp_path: Path) -> None:
+    src = tmp_path / "big-env"
+    (src / "bin").mkdir(parents=True)
+    for i in range(12):  # 96 MiB: several seconds through the broadcast here
+        (src / f"blob{i}").write_bytes(os.urandom(8 << 20))
+    for rank in (0, 1):
+        (tmp_path / str(rank) / "env").mkdir(parents=True)
+        (tmp_path / str(rank) / "env" / "OLD").write_text("previous\n")
+    argv = [
+        sys.executable,
+        "-m",
+        "ezpz",
+        "yeet-env",
+        "--src",
+        str(src),
+        "--dst",
+        f"{tmp_path}/{{rank}}/env",
+        "--hostfile",
+        str(hostfile(tmp_path, 2)),
+        "--launcher-flags",
+        "-launcher fork",
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    staging = lambda: list(tmp_path.glob("[01]/.env.yeet-*.tmp"))  # noqa: E731
+    deadline = time.monotonic() + 60
+    while len(staging()) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert len(staging()) == 2, "the nodes never started staging"
+    proc.send_signal(signal.SIGINT)
+    stopped = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert time.monotonic() - stopped < 4, "the ranks did not stop within the executor's grace period"
+    assert staging() == [], "a node left its staging directory behind"
+    for rank in (0, 1):
+        assert sorted(p.name for p in (tmp_path / str(rank)).iterdir()) == ["env"]
+        assert sorted(p.name for p in (tmp_path / str(rank) / "env").iterdir()) == ["OLD"]
