@@ -119,9 +119,7 @@ def test_unreadable_file_fails_cleanly(tmp_path: Path) -> None:
     out = tmp_path / "myenv.tar.gz"
     # Root reads any file; under root the packer runs without the two capabilities that allow it.
     demote = _drop_file_read_override if os.geteuid() == 0 else None
-    proc = subprocess.run(
-        _pack_script(env, out), capture_output=True, text=True, preexec_fn=demote, timeout=60
-    )
+    proc = subprocess.run(_pack_script(env, out), capture_output=True, text=True, preexec_fn=demote, timeout=60)
     assert proc.returncode == 3, proc.stderr
     assert "cannot read a file of the environment" in proc.stderr and str(secret) in proc.stderr
     assert not out.exists() and leftovers(tmp_path) == []
@@ -131,9 +129,7 @@ def test_no_space_left_fails_cleanly(tmp_path: Path) -> None:
     env = make_env(tmp_path, payload=os.urandom(2 << 20))
     small = tmp_path / "small"
     small.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True
-    )
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (needs root) to run out of space for real")
     try:
@@ -159,7 +155,8 @@ def test_keyboard_interrupt_keeps_previous_tarball(tmp_path: Path) -> None:
     assert out.read_bytes() == b"previous" and leftovers(tmp_path) == []
 
 
-def test_sigint_mid_pack_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_pack_leaves_nothing(tmp_path: Path, signum: int, code: int) -> None:
     env = make_env(tmp_path)
     for i in range(8):  # ~40 MB of incompressible data: seconds at gzip level 9
         (env / f"blob{i}.bin").write_bytes(os.urandom(5 << 20))
@@ -181,9 +178,9 @@ def test_sigint_mid_pack_leaves_nothing(tmp_path: Path) -> None:
     while not leftovers(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
     assert leftovers(tmp_path), "the packer never created its temporary file"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert not out.exists() and leftovers(tmp_path) == []
 
 

@@ -17,8 +17,13 @@ def tar_env_command(
     level: Annotated[int, typer.Option(min=1, max=9, help="gzip level, 1 (fast) to 9 (small).")] = 1,
 ) -> None:
     """Pack the active Python environment (or --src) into <name>.tar.gz."""
+    import signal
+    import sys
+
     from ezpz.envs import active_env, byte_progress, env_at, tar_env
 
+    # SIGTERM unwinds like Ctrl-C, so tar_env removes its temporary file.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     env = env_at(src) if src is not None else active_env()
     with byte_progress(f"packing {env.name}") as progress:
         result = tar_env(env.path, out, overwrite=overwrite, progress=progress, level=level)
