@@ -37,7 +37,27 @@ _LAZY: dict[str, str] = {
     "History": "ezpz.history",
 }
 
-__all__ = sorted([*_LAZY, "__version__"])
+__all__ = [
+    "Allocation",
+    "EzpzError",
+    "History",
+    "LaunchSpec",
+    "Plan",
+    "__version__",
+    "barrier",
+    "cleanup",
+    "get_dist_info",
+    "get_local_rank",
+    "get_logger",
+    "get_rank",
+    "get_torch_backend",
+    "get_torch_device",
+    "get_world_size",
+    "setup_torch",
+    "wrap_ddp",
+    "wrap_fsdp",
+    "wrap_model",
+]
 
 if TYPE_CHECKING:
     from ezpz.dist import (

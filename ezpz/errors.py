@@ -48,9 +48,7 @@ class EzpzError(Exception):
         """Return the one-line message: ``what (given ...); hint``."""
         text = self.what
         if self.given is not None:
-            text += f" (given {self.given!r})" if isinstance(self.given, str) else (
-                f" (given {self.given})"
-            )
+            text += f" (given {self.given!r})" if isinstance(self.given, str) else (f" (given {self.given})")
         if self.hint:
             text += f"; {self.hint}"
         return text.replace("\n", " ")

@@ -54,7 +54,9 @@ def parse_hostfile(text: str, origin: str = "hostfile") -> HostSlots:
         if ":" in host:
             host, _, tail = host.partition(":")
             if not (tail.isascii() and tail.isdigit()) or int(tail) < 1:
-                raise SpecError(f"bad slot count in {origin} line {number}", raw.strip(), "use host, host:N or host slots=N")
+                raise SpecError(
+                    f"bad slot count in {origin} line {number}", raw.strip(), "use host, host:N or host slots=N"
+                )
             count, explicit = int(tail), True
         for word in words[1:]:
             match = _SLOTS_KV.match(word)
@@ -62,7 +64,11 @@ def parse_hostfile(text: str, origin: str = "hostfile") -> HostSlots:
                 raise SpecError(f"bad entry in {origin} line {number}", raw.strip(), "use host, host:N or host slots=N")
             count, explicit = int(match.group(1)), True
         if not _HOST.match(host):
-            raise SpecError(f"bad host name in {origin} line {number}", raw.strip(), "host names are letters, digits, '.', '-' and '_'")
+            raise SpecError(
+                f"bad host name in {origin} line {number}",
+                raw.strip(),
+                "host names are letters, digits, '.', '-' and '_'",
+            )
         if host in order:
             explicit = True
         order[host] = order.get(host, 0) + count

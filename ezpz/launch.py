@@ -23,7 +23,7 @@ from ezpz.hosts import read_hostfile
 from ezpz.plan import Plan
 from ezpz.plugins.manager import schedulers
 from ezpz.schedulers.base import Allocation, Scheduler, pick
-from ezpz.spec import Layer, LaunchSpec, env_layer, merge_layers
+from ezpz.spec import LaunchSpec, Layer, env_layer, merge_layers
 from ezpz.templates import find_template, templates_for_host
 
 __all__ = ["Resolved", "describe", "free_port", "plan_launch", "probe_accelerators", "resolve"]
@@ -88,7 +88,9 @@ def resolve(layers: Sequence[Layer], environ: Mapping[str, str] | None = None) -
         auto = templates_for_host(host, adapter.name)
         if auto is not None:
             template, pattern = auto
-            base.append((f"template:{template.name} (auto: host {host} matches {pattern!r})", {"template": template.name}))
+            base.append(
+                (f"template:{template.name} (auto: host {host} matches {pattern!r})", {"template": template.name})
+            )
     if template is not None:
         base.insert(0, (f"template:{template.name}", template.defaults))
     spec = LaunchSpec.from_layers([*base, *user])
@@ -103,7 +105,9 @@ def resolve(layers: Sequence[Layer], environ: Mapping[str, str] | None = None) -
     updates: dict[str, Any] = {"tmpdir": tempfile.gettempdir(), "python": sys.executable}
     if spec.hostfile is not None:
         listed = read_hostfile(spec.hostfile)
-        updates.update(hosts=listed.hosts, slots=listed.slots, hostfile=str(spec.hostfile), source=f"hostfile {spec.hostfile}")
+        updates.update(
+            hosts=listed.hosts, slots=listed.slots, hostfile=str(spec.hostfile), source=f"hostfile {spec.hostfile}"
+        )
     if spec.accelerators_per_node is None and alloc.accelerators is None:
         updates["accelerators"], probe = probe_accelerators()
         spec._provenance["accelerators_per_node"] = f"probe: {probe}"

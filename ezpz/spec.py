@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ezpz.errors import SpecError, closest
@@ -72,7 +72,9 @@ class LaunchSpec(BaseModel):
     accelerators_per_node: int | None = Field(
         None, ge=0, le=4096, description="Accelerators per node; default from template, scheduler or a probe."
     )
-    timeout: float | None = Field(None, gt=0, allow_inf_nan=False, description="Kill a run that prints nothing for this many seconds (exit 124).")
+    timeout: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Kill a run that prints nothing for this many seconds (exit 124)."
+    )
     retries: int = Field(0, ge=0, le=100, description="Re-run a failed launch this many times, with backoff.")
     template: str | None = Field(None, description="Template name or path to a .toml template.")
     scheduler: str | None = Field(None, description="Scheduler adapter to use instead of auto-detection.")
@@ -201,7 +203,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"config file is not valid TOML: {exc}", str(path)) from None
     unknown = [key for key in data if key not in LaunchSpec.model_fields]
     if unknown:
-        raise SpecError(f"unknown key {unknown[0]!r} in {path}", data[unknown[0]], closest(unknown[0], LaunchSpec.model_fields))
+        raise SpecError(
+            f"unknown key {unknown[0]!r} in {path}", data[unknown[0]], closest(unknown[0], LaunchSpec.model_fields)
+        )
     return data
 
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import tomllib
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ezpz.errors import SpecError, TemplateError, closest
@@ -113,7 +113,9 @@ def load_template(path: str | Path, name: str | None = None) -> Template:
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise TemplateError("template file not found", str(path), "give an existing .toml file or a template name") from None
+        raise TemplateError(
+            "template file not found", str(path), "give an existing .toml file or a template name"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError("template file is not readable", str(path), type(exc).__name__) from None
     except tomllib.TOMLDecodeError as exc:

@@ -38,7 +38,9 @@ def test_launch_dry_run_text_shows_provenance(monkeypatch):
 
 
 def test_unknown_options_before_dashdash_go_to_the_launcher():
-    result = runner.invoke(app, ["launch", "--json", "-n", "1", "--genvall", "-launcher", "fork", "--", "python", "t.py", "--help"])
+    result = runner.invoke(
+        app, ["launch", "--json", "-n", "1", "--genvall", "-launcher", "fork", "--", "python", "t.py", "--help"]
+    )
     argv = json.loads(result.stdout)["argv"]
     assert argv[3:6] == ["--genvall", "-launcher", "fork"] and argv[-3:] == ["python", "t.py", "--help"]
 

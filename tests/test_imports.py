@@ -32,7 +32,14 @@ def test_import_ezpz_is_light():
 
 @pytest.mark.parametrize(
     ("module", "extra"),
-    [("torch", "torch"), ("mpi4py", "mpi"), ("wandb", "wandb"), ("plotext", "plot"), ("datasets", "data"), ("pyinstrument", "profile")],
+    [
+        ("torch", "torch"),
+        ("mpi4py", "mpi"),
+        ("wandb", "wandb"),
+        ("plotext", "plot"),
+        ("datasets", "data"),
+        ("pyinstrument", "profile"),
+    ],
 )
 def test_missing_extra_names_the_extra(monkeypatch, module, extra):
     monkeypatch.setitem(sys.modules, module, None)  # simulates the extra not being installed

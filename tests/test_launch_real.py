@@ -25,7 +25,9 @@ def ezpz(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess[
 
 
 def records(stdout: str) -> list[dict]:
-    return sorted((json.loads(line) for line in stdout.splitlines() if line.startswith("{")), key=lambda r: int(r["RANK"]))
+    return sorted(
+        (json.loads(line) for line in stdout.splitlines() if line.startswith("{")), key=lambda r: int(r["RANK"])
+    )
 
 
 def alive(pid: int) -> bool:
@@ -56,8 +58,20 @@ def test_two_fake_hosts_with_hydra_fork_get_local_ranks(tmp_path):
     hostfile = tmp_path / "hosts"
     hostfile.write_text("n1\nn2\n")
     done = ezpz(
-        "launch", "--hostfile", str(hostfile), "-nh", "2", "-ppn", "2", "-launcher", "fork",
-        "-x", "MASTER_ADDR=127.0.0.1", "--", sys.executable, str(PAYLOADS / "launch_allreduce.py"),
+        "launch",
+        "--hostfile",
+        str(hostfile),
+        "-nh",
+        "2",
+        "-ppn",
+        "2",
+        "-launcher",
+        "fork",
+        "-x",
+        "MASTER_ADDR=127.0.0.1",
+        "--",
+        sys.executable,
+        str(PAYLOADS / "launch_allreduce.py"),
     )
     assert done.returncode == 0, done.stderr
     ranks = records(done.stdout)
@@ -83,7 +97,9 @@ def test_python_api_runs_and_returns_exit_code():
 def test_signal_reaches_every_rank_and_nothing_is_left(tmp_path, sig):
     proc = subprocess.Popen(
         [*EZPZ, "launch", "-n", "2", "--", sys.executable, str(PAYLOADS / "launch_sleeper.py"), str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while len(list(tmp_path.glob("*.pid"))) < 2:
@@ -99,7 +115,17 @@ def test_signal_reaches_every_rank_and_nothing_is_left(tmp_path, sig):
 
 def test_idle_timeout_kills_a_silent_run_with_124():
     start = time.monotonic()
-    done = ezpz("launch", "-n", "1", "--timeout", "1.5", "--", sys.executable, "-c", "import time; print('hi', flush=True); time.sleep(60)")
+    done = ezpz(
+        "launch",
+        "-n",
+        "1",
+        "--timeout",
+        "1.5",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; print('hi', flush=True); time.sleep(60)",
+    )
     assert done.returncode == 124
     assert "hi" in done.stdout
     assert time.monotonic() - start < 30
@@ -107,7 +133,11 @@ def test_idle_timeout_kills_a_silent_run_with_124():
 
 def test_watchdog_survives_invalid_utf8_output():
     code = "import sys; sys.stdout.buffer.write(b'\\xff\\xfe bad bytes\\n'); sys.stdout.flush()"
-    done = subprocess.run([*EZPZ, "launch", "-n", "1", "--timeout", "20", "--", sys.executable, "-c", code], capture_output=True, timeout=60)
+    done = subprocess.run(
+        [*EZPZ, "launch", "-n", "1", "--timeout", "20", "--", sys.executable, "-c", code],
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 0
     assert b"\xff\xfe bad bytes" in done.stdout
 
@@ -128,9 +158,22 @@ def test_retries_rerun_a_failed_launch(tmp_path):
 def test_missing_launcher_binary_is_one_line(tmp_path):
     env = {**os.environ, "PATH": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, ezpz.execute as e; e.sys.executable = '/nonexistent/python'; from ezpz.cli import main; sys.exit(main())",
-         "launch", "-n", "1", "--launcher", "openmpi", "--", "true"],
-        capture_output=True, text=True, env=env, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import sys, ezpz.execute as e; e.sys.executable = '/nonexistent/python'; from ezpz.cli import main; sys.exit(main())",
+            "launch",
+            "-n",
+            "1",
+            "--launcher",
+            "openmpi",
+            "--",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [

@@ -16,7 +16,7 @@ from pathlib import Path
 from ezpz.plugins.manager import plugin_report, schedulers
 
 PLUGIN = textwrap.dedent(
-    '''
+    """
     from pathlib import Path
     from ezpz.plugins.hookspecs import hookimpl
     from ezpz.schedulers.base import Allocation, Scheduler
@@ -40,7 +40,7 @@ PLUGIN = textwrap.dedent(
     @hookimpl
     def ezpz_template_dirs():
         return [Path(__file__).parent / "mysite_templates"]
-    '''
+    """
 )
 
 
@@ -54,7 +54,9 @@ def install(tmp_path: Path, name: str, module: str, source: str) -> None:
 
 def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "PYTHONPATH": str(tmp_path), **env}
-    return subprocess.run([sys.executable, "-m", "ezpz", *args], capture_output=True, text=True, env=environ, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ezpz", *args], capture_output=True, text=True, env=environ, timeout=60
+    )
 
 
 def test_builtin_adapters_are_plugins():
@@ -67,11 +69,15 @@ def test_third_party_scheduler_and_templates_are_discovered(tmp_path):
     install(tmp_path, "mysite", "mysite_plugin", PLUGIN)
     tdir = tmp_path / "mysite_templates"
     tdir.mkdir()
-    (tdir / "mysite.toml").write_text('description = "My site"\nscheduler = "mysite"\n[defaults]\naccelerators_per_node = 2\n')
+    (tdir / "mysite.toml").write_text(
+        'description = "My site"\nscheduler = "mysite"\n[defaults]\naccelerators_per_node = 2\n'
+    )
     (tdir / "aurora.toml").write_text('description = "impostor"\nscheduler = "mysite"\n')
     listed = run(tmp_path, "templates", "list")
     assert "mysite" in listed.stdout and "impostor" not in listed.stdout
-    done = run(tmp_path, "launch", "--dry-run", "--json", "--template", "mysite", "--", "python", "x.py", MYSITE_JOB="42")
+    done = run(
+        tmp_path, "launch", "--dry-run", "--json", "--template", "mysite", "--", "python", "x.py", MYSITE_JOB="42"
+    )
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert plan["scheduler"] == "mysite"
@@ -80,7 +86,9 @@ def test_third_party_scheduler_and_templates_are_discovered(tmp_path):
     assert json.loads(run(tmp_path, "launch", "--json", "--", "x", MYSITE_JOB="42").stdout)["scheduler"] == "mysite"
     # ... and the plugin's "pbs" did not replace the built-in one.
     probe = "from ezpz.plugins.manager import schedulers; print(type(schedulers()['pbs']).__module__)"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}
+    )
     assert out.stdout.strip() == "ezpz.schedulers.pbs"
 
 
@@ -90,7 +98,9 @@ def test_broken_plugin_is_skipped_and_reported(tmp_path):
     assert done.returncode == 0
     assert "plugin broken failed to load" in done.stderr
     probe = "from ezpz.plugins.manager import plugin_report; print([(p.name, p.version, p.error) for p in plugin_report() if p.error])"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}
+    )
     assert "('broken', '1.2.3', 'RuntimeError: boom')" in out.stdout
 
 

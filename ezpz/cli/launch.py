@@ -26,8 +26,17 @@ FLAGS_KEY = "ezpz.launcher_flags"
 
 #: launch options that map one to one onto LaunchSpec fields.
 _DIRECT = (
-    "np", "ppn", "nhosts", "hostfile", "cpu_bind", "template", "scheduler",
-    "launcher", "timeout", "retries", "oversubscribe",
+    "np",
+    "ppn",
+    "nhosts",
+    "hostfile",
+    "cpu_bind",
+    "template",
+    "scheduler",
+    "launcher",
+    "timeout",
+    "retries",
+    "oversubscribe",
 )
 
 
@@ -88,20 +97,40 @@ def launch(
     ctx: typer.Context,
     np: Annotated[int | None, typer.Option("-n", "-np", "--np", "--nproc", help="Total ranks.")] = None,
     ppn: Annotated[int | None, typer.Option("-ppn", "--ppn", help="Ranks per host.")] = None,
-    nhosts: Annotated[int | None, typer.Option("-nh", "--nhosts", help="Hosts to use (the first ones of the job).")] = None,
-    hostfile: Annotated[Path | None, typer.Option("--hostfile", help="Hostfile to use instead of the job's hosts.")] = None,
-    cpu_bind: Annotated[str | None, typer.Option("--cpu-bind", help="CPU binding (depth, list:1-8:9-16, none).")] = None,
-    env: Annotated[list[str] | None, typer.Option("-x", "--env", help="KEY=VALUE to pass to every rank (repeatable).")] = None,
-    template: Annotated[str | None, typer.Option("-t", "--template", help="Template name or path to a .toml file.")] = None,
-    config: Annotated[Path | None, typer.Option("-c", "--config", help="TOML config file of LaunchSpec fields.")] = None,
-    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Scheduler adapter (pbs, slurm, local, ...).")] = None,
+    nhosts: Annotated[
+        int | None, typer.Option("-nh", "--nhosts", help="Hosts to use (the first ones of the job).")
+    ] = None,
+    hostfile: Annotated[
+        Path | None, typer.Option("--hostfile", help="Hostfile to use instead of the job's hosts.")
+    ] = None,
+    cpu_bind: Annotated[
+        str | None, typer.Option("--cpu-bind", help="CPU binding (depth, list:1-8:9-16, none).")
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("-x", "--env", help="KEY=VALUE to pass to every rank (repeatable).")
+    ] = None,
+    template: Annotated[
+        str | None, typer.Option("-t", "--template", help="Template name or path to a .toml file.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("-c", "--config", help="TOML config file of LaunchSpec fields.")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Scheduler adapter (pbs, slurm, local, ...).")
+    ] = None,
     launcher: Annotated[str | None, typer.Option("--launcher", help="MPI dialect: pals, hydra, openmpi, srun.")] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Kill a run silent for this many seconds (exit 124).")] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Kill a run silent for this many seconds (exit 124).")
+    ] = None,
     retries: Annotated[int | None, typer.Option("--retries", help="Re-run a failed launch this many times.")] = None,
-    oversubscribe: Annotated[bool, typer.Option("--oversubscribe", help="Allow more ranks per node than accelerators.")] = False,
+    oversubscribe: Annotated[
+        bool, typer.Option("--oversubscribe", help="Allow more ranks per node than accelerators.")
+    ] = False,
     log_file: Annotated[Path | None, typer.Option("--log-file", help="Ranks also log JSON lines to this file.")] = None,
     no_rank_env: Annotated[bool, typer.Option("--no-rank-env", help="Do not give ranks torchrun's variables.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the command and where each value came from.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the command and where each value came from.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print one JSON object.")] = False,
 ) -> int:
     """Launch a command on every rank of this machine or job: ezpz launch [OPTIONS] -- CMD..."""

@@ -288,7 +288,12 @@ class Scheduler:
             env=env,
             tail=shim + list(spec.command),
         )
-        provenance = {**spec.provenance, **lay.provenance, "hosts": allocation.source, "launcher": spec.provenance.get("launcher", f"default for {self.name}")}
+        provenance = {
+            **spec.provenance,
+            **lay.provenance,
+            "hosts": allocation.source,
+            "launcher": spec.provenance.get("launcher", f"default for {self.name}"),
+        }
         return Plan(
             argv=tuple(DIALECTS[launcher](parts)),
             env=env,

@@ -19,7 +19,7 @@ class Local(Scheduler):
         return 0
 
     def allocation(self, environ: Mapping[str, str]) -> Allocation:
-        """This machine, as ``localhost``."""
+        """Return this machine, as ``localhost``."""
         return Allocation(scheduler=self.name, hosts=("localhost",), source="this machine")
 
 
