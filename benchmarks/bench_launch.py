@@ -30,17 +30,20 @@ dry-run path; a missed speed target is reported, not fatal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,8 @@ RESULTS = HERE / "results" / "launch.json"
 HEAVY = ("torch", "mpi4py", "wandb")
 #: Quoted from notes/sites.md (reference ezpz v0.26.1); not measured here.
 REFERENCE = {"wall_s": 2.6, "peak_rss_mb": 336.0, "python_c_pass_s": 0.02}
+#: Seconds after which one benchmarked command is killed (a hung rendezvous).
+RUN_LIMIT = 180.0
 #: Hosts in the largest Aurora job the dry run must stay fast for.
 AURORA_HOSTS = 10_624
 
@@ -64,13 +69,14 @@ Under ``ezpz launch`` the rank comes from RANK/WORLD_SIZE (set by ezpz.rankenv);
 under raw ``mpiexec`` from MPICH's PMI_RANK/PMI_SIZE.
 """
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 rank = int(os.environ.get("RANK") or os.environ["PMI_RANK"])
 size = int(os.environ.get("WORLD_SIZE") or os.environ["PMI_SIZE"])
-dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=size)
+dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=size, timeout=timedelta(seconds=30))
 value = torch.tensor([float(rank + 1)])
 dist.all_reduce(value)
 assert value.item() == size * (size + 1) / 2, value
@@ -104,37 +110,59 @@ def run_once(argv: Sequence[str], env: Mapping[str, str], stdout_to: Path | None
 
     CPU time and peak RSS cover the process and every descendant it reaped
     (the launcher's proxies and ranks).  Output goes to ``stdout_to`` or is
-    discarded; a non-zero exit raises :class:`RunFailed` with stderr's tail.
+    discarded.  The command runs in its own session; after :data:`RUN_LIMIT`
+    seconds the whole session is killed.  A non-zero exit raises
+    :class:`RunFailed` with stderr's tail.
     """
     with tempfile.TemporaryFile() as err, open(stdout_to or os.devnull, "wb") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(list(argv), env=dict(env), stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.Popen(list(argv), env=dict(env), stdout=out, stderr=err, start_new_session=True)
+        watchdog = threading.Timer(RUN_LIMIT, _kill_session, (proc.pid,))
+        watchdog.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            watchdog.cancel()
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
+        _kill_session(proc.pid)
         if proc.returncode != 0:
             err.seek(0)
             tail = err.read().decode(errors="replace")[-2000:]
-            raise RunFailed(f"{' '.join(argv)} exited {proc.returncode}:\n{tail}")
+            raise RunFailed(f"{' '.join(argv)} exited {proc.returncode} after {wall:.1f} s:\n{tail}")
     return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def _kill_session(pid: int) -> None:
+    """SIGKILL every process left in the session led by ``pid`` (ranks a dead launcher left)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def interleave(
     runs: int,
-    a: tuple[Sequence[str], Mapping[str, str]],
-    b: tuple[Sequence[str], Mapping[str, str]],
+    *sides: tuple[Sequence[str], Mapping[str, str]],
     warmup: int = 1,
-    fresh_env: Any = None,
-) -> tuple[list[Sample], list[Sample]]:
-    """Run A and B alternately ``runs`` times each after ``warmup`` unmeasured rounds.
+    fresh_env: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None,
+    failures: list[str] | None = None,
+) -> list[list[Sample]]:
+    """Run every side in turn (A, B, A, B, ...) ``runs`` times each after ``warmup`` unmeasured rounds.
 
     ``fresh_env(env) -> env``, when given, is applied before every run (a new
-    rendezvous port each time).
+    rendezvous port each time).  A failed run is retried once and its error
+    appended to ``failures``; a second failure raises.
     """
-    got: tuple[list[Sample], list[Sample]] = ([], [])
+    got: list[list[Sample]] = [[] for _ in sides]
     for i in range(warmup + runs):
-        for side, (argv, env) in enumerate((a, b)):
-            sample = run_once(argv, fresh_env(env) if fresh_env else env)
+        for side, (argv, env) in enumerate(sides):
+            try:
+                sample = run_once(argv, fresh_env(env) if fresh_env else env)
+            except RunFailed as exc:
+                if failures is None:
+                    raise
+                log.warning("run failed, retrying once: %s", str(exc).splitlines()[0])
+                failures.append(str(exc))
+                sample = run_once(argv, fresh_env(env) if fresh_env else env)
             if i >= warmup:
                 got[side].append(sample)
     return got
@@ -201,16 +229,23 @@ def heavy_imports_api(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def bench_dry_run(runs: int, env: Mapping[str, str]) -> dict[str, Any]:
-    """Benchmark 1: the dry run against a bare interpreter."""
+    """Benchmark 1: the dry run against a bare interpreter, with and without ``site``.
+
+    ``python -c pass`` is the target's yardstick; it runs this environment's
+    ``.pth`` files.  ``python -S -c pass`` skips them and shows how much of the
+    yardstick they are.
+    """
     dry = [*ezpz_command(), "launch", "--dry-run", "--", "python", "x.py"]
     bare = [sys.executable, "-c", "pass"]
-    ezpz_s, bare_s = interleave(runs, (dry, env), (bare, env))
-    a, b = medians(ezpz_s), medians(bare_s)
+    nosite = [sys.executable, "-S", "-c", "pass"]
+    ezpz_s, bare_s, nosite_s = interleave(runs, (dry, env), (bare, env), (nosite, env))
+    a, b, c = medians(ezpz_s), medians(bare_s), medians(nosite_s)
     return {
         "command": " ".join(dry),
         "baseline": " ".join(bare),
         "ezpz": a,
         "python_c_pass": b,
+        "python_S_c_pass": c,
         "wall_ratio": a["wall_s"] / b["wall_s"],
         "cpu_ratio": a["cpu_s"] / b["cpu_s"],
         "rss_ratio": a["rss_mb"] / b["rss_mb"],
@@ -272,16 +307,28 @@ def bench_nodefile(runs: int, env: Mapping[str, str], workdir: Path) -> dict[str
     }
 
 
-def free_port() -> int:
-    """A TCP port free on this host now."""
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
+def quiet_port() -> int:
+    """A TCP port free on this host, below the kernel's ephemeral range.
+
+    The kernel hands out ephemeral ports (``bind(0)``) to everyone, MPICH's own
+    control socket included; a port below that range cannot be taken by them
+    between choosing it and rank 0 binding it.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    start = 20000 + os.getpid() % 1000
+    for port in range(start, low):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+            return port
+    raise RunFailed(f"no free TCP port between {start} and {low}")
 
 
 def with_port(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` with a fresh MASTER_PORT when it names a MASTER_ADDR (the raw mpiexec side)."""
-    return {**env, "MASTER_PORT": str(free_port())} if "MASTER_ADDR" in env else dict(env)
+    return {**env, "MASTER_PORT": str(quiet_port())} if "MASTER_ADDR" in env else dict(env)
 
 
 def bench_real(runs: int, env: Mapping[str, str], payload: Sequence[str], label: str) -> dict[str, Any]:
@@ -291,11 +338,14 @@ def bench_real(runs: int, env: Mapping[str, str], payload: Sequence[str], label:
         raise RunFailed("mpiexec not found: pip install mpich")
     ours = [*ezpz_command(), "launch", "-n", "4", "--", *payload]
     raw = [mpiexec, "-n", "4", *payload]
+    # The same MASTER_ADDR ezpz exports here; MASTER_PORT is set per run by with_port.
     raw_env = {**env, "MASTER_ADDR": "localhost"}
-    ezpz_s, raw_s = interleave(runs, (ours, env), (raw, raw_env), fresh_env=with_port)
+    failures: list[str] = []
+    ezpz_s, raw_s = interleave(runs, (ours, env), (raw, raw_env), fresh_env=with_port, failures=failures)
     a, b = medians(ezpz_s), medians(raw_s)
     return {
         "payload": label,
+        "failures_retried": failures,
         "command": " ".join(ours),
         "baseline": " ".join(raw) + "  (MASTER_ADDR/MASTER_PORT exported)",
         "ezpz": a,
@@ -347,6 +397,13 @@ def table(results: dict[str, Any]) -> str:
             f"{d['python_c_pass']['cpu_s'] * 1000:.0f} ms",
             f"{d['cpu_ratio']:.1f}x",
             verdict("<= 10x", d["cpu_ratio"], 10),
+        ),
+        (
+            "  python -S -c pass (no .pth files)",
+            "",
+            f"{d['python_S_c_pass']['wall_s'] * 1000:.0f} ms",
+            f"cpu {d['python_S_c_pass']['cpu_s'] * 1000:.0f} ms",
+            "",
         ),
         (
             "dry run, peak rss",
