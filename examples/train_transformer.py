@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = cycle(loader)
     warm_steps = min(3, args.max_steps - 1)  # compile / allocator warm-up, left out of the average
     losses: list[float] = []
-    t_start = time.perf_counter()
+    stamps: list[float] = []
     for step in range(1, args.max_steps + 1):
         t0 = time.perf_counter()
         block = next(batches)["input_ids"].to(device, non_blocking=True)
@@ -138,16 +140,17 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.step()
         losses.append(loss.item())  # waits for the device: the step's time is real
         dt = time.perf_counter() - t0
-        if step == warm_steps:
-            t_start = time.perf_counter()
         tps = tokens_per_step / dt
         metrics = {"loss": losses[-1], "lr": lr_at(step), "dt": dt, "tokens_per_s": tps}
         step_mfu = mfu(tps, flops_token, peak, world)
         if step_mfu is not None:
             metrics["mfu"] = step_mfu
         log.info(history.update(metrics, step=step))
-    elapsed = time.perf_counter() - t_start
-    tokens_per_s = tokens_per_step * (args.max_steps - warm_steps) / elapsed if elapsed > 0 else 0.0
+        stamps.append(time.perf_counter())
+    # Steady state: the median step-to-step interval after warm-up, History and
+    # logging included; the median shrugs off other load on a shared machine.
+    intervals = [b - a for a, b in pairwise(stamps)][max(0, warm_steps - 1) :] or [dt]
+    tokens_per_s = tokens_per_step / statistics.median(intervals)
 
     val_loss = evaluate(torch, model, build_loader(data.val, args.batch_size, shuffle=False),
                         args.eval_batches, device)

@@ -28,7 +28,18 @@ _LAZY: dict[str, str] = {
     "set_epoch": "ezpz.data.loader",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "DataError",
+    "TextData",
+    "Tokenizer",
+    "build_loader",
+    "cycle",
+    "load_text",
+    "prepare_text",
+    "random_data",
+    "set_epoch",
+    "shakespeare_files",
+]
 
 if TYPE_CHECKING:
     from ezpz.data.loader import build_loader, cycle, set_epoch

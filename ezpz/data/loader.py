@@ -29,16 +29,21 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ezpz.data.cache import default_cache_dir, main_first
 from ezpz.data.text import DataError, load_text
 from ezpz.extras import require
 from ezpz.ranks import rank_info
 
-torch = require("torch", "torch")
-datasets = require("datasets", "data")
-split_dataset_by_node = require("datasets.distributed", "data").split_dataset_by_node
+require("torch", "torch")  # one clear line when an extra is missing
+require("datasets", "data")
+
+import datasets  # noqa: E402
+import torch  # noqa: E402
+from datasets.distributed import split_dataset_by_node  # noqa: E402
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info  # noqa: E402
+from torch.utils.data.distributed import DistributedSampler  # noqa: E402
 
 __all__ = ["build_loader", "cycle", "set_epoch"]
 
@@ -57,7 +62,7 @@ def _rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
-class _Sharded(torch.utils.data.IterableDataset):  # type: ignore[misc]
+class _Sharded(IterableDataset):
     """An iterable dataset's part for one rank, split again over the loader's workers."""
 
     def __init__(self, dataset: Any, rank: int, world_size: int, batch_size: int, drop_last: bool):
@@ -73,7 +78,7 @@ class _Sharded(torch.utils.data.IterableDataset):  # type: ignore[misc]
         self.dataset.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[Any]:
-        worker = torch.utils.data.get_worker_info()
+        worker = get_worker_info()
         workers, wid = (1, 0) if worker is None else (worker.num_workers, worker.id)
         part = split_dataset_by_node(
             self.dataset, rank=self.rank * workers + wid, world_size=self.world_size * workers
@@ -126,17 +131,17 @@ def build_loader(
         if shuffle:
             dataset = dataset.shuffle(seed=seed, buffer_size=1000)
         sharded = _Sharded(dataset.with_format("torch"), rank, world_size, batch_size, drop_last)
-        return torch.utils.data.DataLoader(sharded, batch_size=None, num_workers=num_workers)
+        return DataLoader(sharded, batch_size=None, num_workers=num_workers)
     if not isinstance(dataset, datasets.Dataset):
         raise DataError(
             "build_loader needs a datasets.Dataset, datasets.IterableDataset or a path",
             type(dataset).__name__,
         )
-    sampler = torch.utils.data.distributed.DistributedSampler(
-        dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+    sampler = DistributedSampler(
+        cast(Any, dataset), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
     )
-    return torch.utils.data.DataLoader(
-        dataset.with_format("torch"),
+    return DataLoader(
+        cast(Any, dataset.with_format("torch")),
         batch_size=batch_size,
         sampler=sampler,
         drop_last=drop_last,

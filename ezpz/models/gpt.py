@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass
 from ezpz.errors import SpecError
 from ezpz.extras import require
 
-torch = require("torch", "torch")
-nn = torch.nn
-F = torch.nn.functional
+require("torch", "torch")  # one clear line when the extra is missing
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 
 __all__ = ["GPT", "GPTConfig"]
 
