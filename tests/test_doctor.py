@@ -111,6 +111,7 @@ def test_no_launcher_is_an_error(tmp_path: Path) -> None:
     context = ctx(tmp_path, str(tmp_path / "empty"))
     launcher = check_mpi_launcher(context)
     assert launcher.status == "error" and "pip install mpich" in launcher.remedy
+    assert launcher.message == "mpiexec not found on PATH (the local adapter launches with it)"
     assert "cannot compare" in check_mpi4py(context).message
     assert exit_code([launcher]) == 1
     # ezpz launch also finds the mpiexec that `pip install mpich` put beside python.
@@ -127,7 +128,7 @@ def test_slurm_job_prefers_srun(tmp_path: Path) -> None:
 
 
 def test_unrecognised_launcher_is_a_warning(tmp_path: Path) -> None:
-    bindir = fake_bin(tmp_path, "mpirun", version_script("frobnicator 1.0\n"))
+    bindir = fake_bin(tmp_path, "mpiexec", version_script("frobnicator 1.0\n"))
     result = check_mpi_launcher(ctx(tmp_path, str(bindir)))
     assert result.status == "warning" and "frobnicator" in result.message
 
@@ -210,6 +211,11 @@ def test_spec_fit(tmp_path: Path) -> None:
     too_many = DoctorContext(environ={"PATH": "", **job}, layers=[("flags", {"nhosts": 3, "ppn": 1})])
     result = check_spec(too_many)
     assert result.status == "error" and "3" in result.message
+    # Aurora's template expects 12 GPU tiles per node; this machine shows none.
+    aurora = DoctorContext(environ={"PATH": "", **job}, layers=[("flags", {"template": "aurora"})])
+    warned = check_spec(aurora)
+    assert warned.status == "warning", warned
+    assert "expects 12 accelerators per node, this node shows 0" in warned.message
 
 
 def test_cli_json_and_exit_codes(

@@ -15,15 +15,13 @@ def doctor_command(
     deep: Annotated[bool, typer.Option(help="Also run a 2-rank MPI probe.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     template: Annotated[
-        str | None, typer.Option(help="Check that this template fits the job.")
+        str | None, typer.Option("-t", "--template", help="Check that this template fits the job.")
     ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="Check that this config file fits the job.")
+        Path | None, typer.Option("-c", "--config", help="Check that this config file fits the job.")
     ] = None,
     np: Annotated[int | None, typer.Option("-n", "--np", help="Total ranks to check.")] = None,
-    ppn: Annotated[
-        int | None, typer.Option("-ppn", "--ppn", help="Ranks per host to check.")
-    ] = None,
+    ppn: Annotated[int | None, typer.Option("-ppn", "--ppn", help="Ranks per host to check.")] = None,
     nhosts: Annotated[int | None, typer.Option("-nh", "--nhosts", help="Hosts to check.")] = None,
 ) -> None:
     """Check this machine's launch prerequisites; exit 1 when any check is an error."""
@@ -33,11 +31,7 @@ def doctor_command(
     layers: list[tuple[str, dict[str, Any]]] = []
     if config is not None:
         layers.append((f"config:{config}", load_config(config)))
-    flags = {
-        k: v
-        for k, v in {"template": template, "np": np, "ppn": ppn, "nhosts": nhosts}.items()
-        if v is not None
-    }
+    flags = {k: v for k, v in {"template": template, "np": np, "ppn": ppn, "nhosts": nhosts}.items() if v is not None}
     if flags:
         layers.append(("flags", flags))
     results = run_checks(DoctorContext(environ=dict(os.environ), deep=deep, layers=layers))
