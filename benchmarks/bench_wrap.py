@@ -35,12 +35,12 @@ import ezpz
 
 def make_model(dim: int, layers: int) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(*[nn.Sequential(nn.Linear(dim, dim), nn.GELU()) for _ in range(layers)],
-                         nn.Linear(dim, 1))
+    return nn.Sequential(*[nn.Sequential(nn.Linear(dim, dim), nn.GELU()) for _ in range(layers)], nn.Linear(dim, 1))
 
 
-def time_steps(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               steps: int) -> tuple[float, float]:
+def time_steps(
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int
+) -> tuple[float, float]:
     """Wall and process-CPU seconds for ``steps`` training steps, ranks synchronised at both ends."""
     torch.distributed.barrier()
     start, cpu = time.perf_counter(), time.process_time()
@@ -89,16 +89,22 @@ def main() -> None:
     ratio = rate["ezpz wrap_model"] / hand
     if rank == 0:
         params = sum(p.numel() for p in base.parameters())
-        print(f"world={world} params={params} batch/rank={args.batch} steps={args.steps} "
-              f"repeats={args.repeats} (best round)")
+        print(
+            f"world={world} params={params} batch/rank={args.batch} steps={args.steps} "
+            f"repeats={args.repeats} (best round)"
+        )
         print("| variant | steps/s (wall) | vs hand DDP | CPU ms/step (rank 0) | vs hand DDP |")
         print("|---|---|---|---|---|")
         for name, value in rate.items():
-            print(f"| {name} | {value:.1f} | {value / rate['hand DDP']:.3f} | {cpu_ms[name]:.1f} "
-                  f"| {cpu_ms['hand DDP'] / cpu_ms[name]:.3f} |")
-        print(f"ratio ezpz/hand = {ratio:.3f} against the mean of both hand-written copies "
-              f"(target >= 0.97); control/hand = {rate['hand DDP (control)'] / rate['hand DDP']:.3f} "
-              "is this machine's noise floor")
+            print(
+                f"| {name} | {value:.1f} | {value / rate['hand DDP']:.3f} | {cpu_ms[name]:.1f} "
+                f"| {cpu_ms['hand DDP'] / cpu_ms[name]:.3f} |"
+            )
+        print(
+            f"ratio ezpz/hand = {ratio:.3f} against the mean of both hand-written copies "
+            f"(target >= 0.97); control/hand = {rate['hand DDP (control)'] / rate['hand DDP']:.3f} "
+            "is this machine's noise floor"
+        )
         if args.json:
             with open(args.json, "w") as fh:
                 json.dump({"world": world, "steps_per_s": rate, "cpu_ms_per_step": cpu_ms, "ratio": ratio}, fh)

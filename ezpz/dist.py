@@ -122,9 +122,7 @@ def _torch() -> Any:
     return require("torch", "torch")
 
 
-def detect_device_type(
-    environ: Mapping[str, str] | None = None, torch_module: Any | None = None
-) -> str:
+def detect_device_type(environ: Mapping[str, str] | None = None, torch_module: Any | None = None) -> str:
     """Return the device type: ``TORCH_DEVICE`` if set, else cuda, xpu, mps, cpu.
 
     Raises :class:`DistError` for an unknown ``TORCH_DEVICE`` or one this
@@ -334,9 +332,7 @@ def _seed(torch: Any, seed: int) -> None:
     numpy.random.seed(seed % 2**32)
 
 
-def _init_process_group(
-    torch: Any, info: RankInfo, backend: str, rdv: Rendezvous, init_timeout: timedelta
-) -> None:
+def _init_process_group(torch: Any, info: RankInfo, backend: str, rdv: Rendezvous, init_timeout: timedelta) -> None:
     """Meet at the store within ``init_timeout``, then create the default group."""
     dist = torch.distributed
     if backend == "ccl":

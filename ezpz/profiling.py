@@ -43,13 +43,16 @@ class StepProfiler:
     output is written when the active window ends, or by :meth:`stop`.
     """
 
-    def __init__(self, kind: str, outdir: str | os.PathLike[str], rank: int,
-                 wait: int = 1, warmup: int = 1, active: int = 3) -> None:
+    def __init__(
+        self, kind: str, outdir: str | os.PathLike[str], rank: int, wait: int = 1, warmup: int = 1, active: int = 3
+    ) -> None:
         if kind not in PROFILERS:
             raise DistError("unknown profiler", kind, closest(kind, PROFILERS))
         if wait < 0 or warmup < 0 or active < 1:
-            raise DistError("profiler window must have active >= 1 and wait, warmup >= 0",
-                            f"wait={wait} warmup={warmup} active={active}")
+            raise DistError(
+                "profiler window must have active >= 1 and wait, warmup >= 0",
+                f"wait={wait} warmup={warmup} active={active}",
+            )
         self.kind = kind
         self.outdir = Path(outdir)
         self.rank = rank
@@ -115,9 +118,14 @@ class StepProfiler:
             self._finish_pyinstrument()
 
 
-def attach_step_profiler(model: nn.Module, kind: str = "torch",
-                         outdir: str | os.PathLike[str] = "ezpz-profiles",
-                         wait: int = 1, warmup: int = 1, active: int = 3) -> StepProfiler:
+def attach_step_profiler(
+    model: nn.Module,
+    kind: str = "torch",
+    outdir: str | os.PathLike[str] = "ezpz-profiles",
+    wait: int = 1,
+    warmup: int = 1,
+    active: int = 3,
+) -> StepProfiler:
     """Profile a window of training steps of ``model``; return the profiler.
 
     The hook detaches itself once the output is written; the path is logged

@@ -20,7 +20,7 @@ cannot compute in, an unknown strategy — each is a one-line
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ezpz import dist as ezdist
 from ezpz.errors import DistError, closest
@@ -78,8 +78,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device_type: str) -> torch.dt
     unsupported = (
         (device_type == "cuda" and value == torch.bfloat16 and not torch.cuda.is_bf16_supported())
         or (device_type == "cpu" and value == torch.float16)
-        or (device_type == "mps" and value == torch.bfloat16
-            and not torch.backends.mps.is_macos_or_newer(14, 0))
+        or (device_type == "mps" and value == torch.bfloat16 and not torch.backends.mps.is_macos_or_newer(14, 0))
     )
     if unsupported:
         raise DistError(
@@ -128,11 +127,12 @@ def _check_model(model: object, device_type: str, allow_meta: bool) -> None:
     torch = _torch()
     if not isinstance(model, torch.nn.Module):
         raise DistError("expected a torch.nn.Module", type(model).__name__, "pass the model itself")
-    wrapped = _already_wrapped(model)
+    module = cast("nn.Module", model)
+    wrapped = _already_wrapped(module)
     if wrapped:
         raise DistError("model is already wrapped", wrapped, "wrap the bare model once")
-    expected = ezdist.get_torch_device(as_torch_device=True)
-    for name, param in model.named_parameters():
+    expected = cast("torch.device", ezdist.get_torch_device(as_torch_device=True))
+    for name, param in module.named_parameters():
         device = param.device
         if device.type == "meta" and allow_meta:
             continue
@@ -283,9 +283,7 @@ def wrap_model(
     if wanted == "ddp":
         wrapped = wrap_ddp(model, dtype=dtype)
     else:
-        wrapped = wrap_fsdp(
-            model, dtype=dtype, reshard_after_forward=reshard_after_forward, device_mesh=device_mesh
-        )
+        wrapped = wrap_fsdp(model, dtype=dtype, reshard_after_forward=reshard_after_forward, device_mesh=device_mesh)
     if profile is not None:
         from ezpz.profiling import attach_step_profiler
 

@@ -38,14 +38,36 @@ def _fresh_state():
 def no_launcher(monkeypatch):
     """A process started by nothing: no rank, rendezvous or device variables."""
     for name in (
-        "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "PMI_RANK", "PMI_SIZE",
-        "PALS_RANKID", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",
-        "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE",
-        "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "PMI_LOCAL_RANK", "PMI_LOCAL_SIZE",
-        "PALS_LOCAL_RANKID", "PALS_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
-        "OMPI_COMM_WORLD_LOCAL_SIZE", "EZPZ_PPN", "MASTER_ADDR", "MASTER_PORT",
-        "TORCHELASTIC_RUN_ID", "TORCHELASTIC_USE_AGENT_STORE", "EZPZ_LAUNCH_ID",
-        "TORCH_DEVICE", "TORCH_BACKEND",
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "LOCAL_WORLD_SIZE",
+        "PMI_RANK",
+        "PMI_SIZE",
+        "PALS_RANKID",
+        "OMPI_COMM_WORLD_RANK",
+        "OMPI_COMM_WORLD_SIZE",
+        "PMIX_RANK",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+        "SLURM_LOCALID",
+        "SLURM_NTASKS_PER_NODE",
+        "MPI_LOCALRANKID",
+        "MPI_LOCALNRANKS",
+        "PMI_LOCAL_RANK",
+        "PMI_LOCAL_SIZE",
+        "PALS_LOCAL_RANKID",
+        "PALS_LOCAL_SIZE",
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+        "EZPZ_PPN",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "TORCHELASTIC_RUN_ID",
+        "TORCHELASTIC_USE_AGENT_STORE",
+        "EZPZ_LAUNCH_ID",
+        "TORCH_DEVICE",
+        "TORCH_BACKEND",
     ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
@@ -100,9 +122,7 @@ def test_torch_device_this_machine_lacks():
 # --- backend ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("device", "expected"), [("cuda", "nccl"), ("xpu", "xccl"), ("mps", "gloo"), ("cpu", "gloo")]
-)
+@pytest.mark.parametrize(("device", "expected"), [("cuda", "nccl"), ("xpu", "xccl"), ("mps", "gloo"), ("cpu", "gloo")])
 def test_default_backend_per_device(device, expected):
     assert dist.resolve_backend(device, environ={}, available=ALL) == expected
 
@@ -174,8 +194,12 @@ def test_launcher_vars_are_trusted():
 def test_port_argument_replaces_launcher_port_but_not_torchruns_agent_store():
     env = {"MASTER_ADDR": "x1", "MASTER_PORT": "29511", "EZPZ_LAUNCH_ID": "job-1"}
     assert dist.resolve_rendezvous(FOUR, port=30000, environ=env, mpi_comm=no_mpi).port == 30000
-    env = {"MASTER_ADDR": "h", "MASTER_PORT": "29400", "TORCHELASTIC_RUN_ID": "r",
-           "TORCHELASTIC_USE_AGENT_STORE": "True"}
+    env = {
+        "MASTER_ADDR": "h",
+        "MASTER_PORT": "29400",
+        "TORCHELASTIC_RUN_ID": "r",
+        "TORCHELASTIC_USE_AGENT_STORE": "True",
+    }
     rdv = dist.resolve_rendezvous(FOUR, port=30000, environ=env, mpi_comm=no_mpi)
     assert (rdv.port, rdv.agent_store) == (29400, True)
 
@@ -185,9 +209,7 @@ def test_stale_master_vars_are_replaced_by_an_mpi_agreement():
     env = {"MASTER_ADDR": "old-node", "MASTER_PORT": "29500"}
     one_node = dist.resolve_rendezvous(FOUR, environ=env, mpi_comm=lambda n: FakeComm([HERE] * 4))
     assert (one_node.addr, one_node.port, one_node.how) == ("127.0.0.1", 41000, "mpi")
-    two_nodes = dist.resolve_rendezvous(
-        FOUR, environ=env, mpi_comm=lambda n: FakeComm(["root-host", HERE, HERE, HERE])
-    )
+    two_nodes = dist.resolve_rendezvous(FOUR, environ=env, mpi_comm=lambda n: FakeComm(["root-host", HERE, HERE, HERE]))
     assert (two_nodes.addr, two_nodes.port) == ("root-host", 41000)
 
 
@@ -307,6 +329,8 @@ def test_cleanup_never_raises(monkeypatch, caplog):
 
 
 def test_importing_runtime_modules_does_not_import_torch():
-    code = "import sys, ezpz, ezpz.dist, ezpz.wrap, ezpz.profiling; ezpz.setup_torch; " \
-           "assert 'torch' not in sys.modules and 'mpi4py' not in sys.modules, sorted(sys.modules)"
+    code = (
+        "import sys, ezpz, ezpz.dist, ezpz.wrap, ezpz.profiling; ezpz.setup_torch; "
+        "assert 'torch' not in sys.modules and 'mpi4py' not in sys.modules, sorted(sys.modules)"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

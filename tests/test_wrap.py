@@ -22,8 +22,18 @@ pytestmark = pytest.mark.torch
 
 @pytest.fixture(autouse=True)
 def _one_process(monkeypatch):
-    for name in ("RANK", "WORLD_SIZE", "PMI_RANK", "PMI_SIZE", "SLURM_PROCID", "SLURM_NTASKS",
-                 "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "TORCH_DEVICE", "TORCH_BACKEND"):
+    for name in (
+        "RANK",
+        "WORLD_SIZE",
+        "PMI_RANK",
+        "PMI_SIZE",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+        "OMPI_COMM_WORLD_RANK",
+        "OMPI_COMM_WORLD_SIZE",
+        "TORCH_DEVICE",
+        "TORCH_BACKEND",
+    ):
         monkeypatch.delenv(name, raising=False)
     dist.cleanup()
     yield
@@ -34,9 +44,7 @@ class Blocks(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.embed = nn.Linear(4, 8)
-        self.layers = nn.ModuleList(
-            nn.Sequential(nn.Linear(8, 8), nn.ModuleList([nn.Linear(8, 8)])) for _ in range(3)
-        )
+        self.layers = nn.ModuleList(nn.Sequential(nn.Linear(8, 8), nn.ModuleList([nn.Linear(8, 8)])) for _ in range(3))
         self.act = nn.ReLU()
         self.head = nn.Linear(8, 2)
 
@@ -79,8 +87,9 @@ def test_already_wrapped_model_is_refused(monkeypatch, tmp_path):
 
 def test_parameters_on_the_wrong_device(monkeypatch):
     # Mock: pretend this rank's device is cuda:0 (no GPU here); the model stays on cpu.
-    monkeypatch.setattr(dist, "get_torch_device", lambda as_torch_device=False: (
-        torch.device("cuda", 0) if as_torch_device else "cuda"))
+    monkeypatch.setattr(
+        dist, "get_torch_device", lambda as_torch_device=False: torch.device("cuda", 0) if as_torch_device else "cuda"
+    )
     with pytest.raises(DistError) as err:
         wrap.wrap_model(Blocks(), strategy="ddp")
     line = err.value.line()
@@ -90,8 +99,12 @@ def test_parameters_on_the_wrong_device(monkeypatch):
 
 @pytest.mark.parametrize(
     ("given", "device", "expected"),
-    [("bf16", "cpu", torch.bfloat16), ("FP32", "cpu", torch.float32), (torch.float16, "cuda", torch.float16),
-     (None, "cpu", None)],
+    [
+        ("bf16", "cpu", torch.bfloat16),
+        ("FP32", "cpu", torch.float32),
+        (torch.float16, "cuda", torch.float16),
+        (None, "cpu", None),
+    ],
 )
 def test_dtype_names(given, device, expected):
     assert wrap.resolve_dtype(given, device) == expected
@@ -99,8 +112,12 @@ def test_dtype_names(given, device, expected):
 
 @pytest.mark.parametrize(
     ("given", "device", "match"),
-    [("fp8", "cpu", "unknown dtype"), (torch.int32, "cpu", "floating type"), (3, "cpu", "string or torch.dtype"),
-     ("fp16", "cpu", "cannot train in this dtype")],
+    [
+        ("fp8", "cpu", "unknown dtype"),
+        (torch.int32, "cpu", "floating type"),
+        (3, "cpu", "string or torch.dtype"),
+        ("fp16", "cpu", "cannot train in this dtype"),
+    ],
 )
 def test_bad_dtypes(given, device, match):
     with pytest.raises(DistError, match=match):

@@ -90,6 +90,13 @@ def check_training(rank: int, world: int) -> dict:
         fsdp_losses=fsdp_losses,
         fsdp_vs_ddp=(full - ddp_params).abs().max().item(),
     )
+
+    bf16 = ezpz.wrap_model(copy.deepcopy(base), strategy="fsdp", dtype="bf16")
+    out.update(
+        bf16_out_dtype=str(bf16(x[mine]).dtype),
+        bf16_param_dtype=str(next(bf16.parameters()).dtype),
+        bf16_losses=train(bf16, x[mine], y[mine]),
+    )
     return out
 
 
