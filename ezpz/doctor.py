@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ezpz.errors import EzpzError
+from ezpz.errors import EzpzError, LaunchError
 
 __all__ = [
     "BUILTIN_CHECKS",
@@ -105,17 +105,10 @@ class Check:
     run: Callable[[DoctorContext], CheckResult | list[CheckResult]]
 
 
-# moves to ezpz.execute: the only module meant to start processes.
 def _capture(argv: Sequence[str], environ: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(argv),
-        env=dict(environ),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    from ezpz.execute import run_command
+
+    return run_command(argv, env=environ, timeout=timeout)
 
 
 # --------------------------------------------------------------------- MPI
@@ -188,7 +181,7 @@ def _launcher(ctx: DoctorContext) -> tuple[str, str] | None:
 def _launcher_flavor(path: str, environ: Mapping[str, str]) -> tuple[MpiFlavor | None, str]:
     try:
         proc = _capture([path, "--version"], environ, timeout=15)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except LaunchError as exc:
         return None, f"{type(exc).__name__}: {exc}"
     text = proc.stdout + proc.stderr
     return mpi_flavor(text), text.strip().splitlines()[0] if text.strip() else ""
@@ -235,8 +228,8 @@ def _deep_probe(launcher: str, ctx: DoctorContext) -> tuple[bool, str]:
     argv = [launcher, "-n", "2", sys.executable, "-c", _PROBE_RANKS]
     try:
         proc = _capture(argv, ctx.environ, timeout=120)
-    except subprocess.TimeoutExpired:
-        return False, "2-rank probe timed out after 120 s"
+    except LaunchError as exc:
+        return False, f"2-rank probe failed: {exc.line()}"
     seen = sorted(tuple(line.split()[1:3]) for line in proc.stdout.splitlines() if line.startswith("EZPZ-RANK"))
     if seen == [("0", "2"), ("1", "2")]:
         return True, "2-rank probe: ranks 0 and 1 of 2"
@@ -258,7 +251,7 @@ def check_mpi4py(ctx: DoctorContext) -> CheckResult:
         )
     try:
         lib, first = _mpi4py_library(ctx)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+    except (RuntimeError, LaunchError) as exc:
         return CheckResult(
             name,
             "error",

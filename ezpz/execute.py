@@ -42,25 +42,35 @@ _INSTALL_HINTS = {
 log = get_logger("ezpz.execute")
 
 
-def run_command(argv: Sequence[str], *, timeout: float = 30) -> tuple[int, str]:
-    """Run a short helper command; return its exit status and stdout+stderr as text.
+def run_command(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run a short helper command (a probe, ``qsub``) and return it finished, output as text.
 
     A command that cannot start or outlives ``timeout`` raises
-    :class:`~ezpz.errors.LaunchError`.
+    :class:`~ezpz.errors.LaunchError`; a non-zero exit is the caller's to judge.
     """
     try:
-        done = subprocess.run(list(argv), capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=None if env is None else dict(env),
+        )
     except subprocess.TimeoutExpired:
         raise LaunchError(f"{argv[0]} did not finish in {timeout:g}s", shlex.join(argv)) from None
     except OSError as exc:
         raise LaunchError(f"{argv[0]} could not run", shlex.join(argv), exc.strerror) from None
-    return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
 
 
 def capture(argv: Sequence[str], *, timeout: float = 30) -> str:
     """Run a short probe and return its output ("" when it cannot run or fails to finish)."""
     try:
-        return run_command(argv, timeout=timeout)[1]
+        done = run_command(argv, timeout=timeout)
+        return done.stdout + done.stderr
     except LaunchError:
         return ""
 

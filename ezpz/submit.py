@@ -414,14 +414,15 @@ def submit_script(script: BatchScript, directory: str | None = None) -> str:
     with tempfile.NamedTemporaryFile("w", prefix="ezpz-submit-", suffix=".sh", dir=directory, delete=False) as handle:
         handle.write(script.text)
     try:
-        code, out = run_command([*script.submit_argv, handle.name], timeout=60)
+        done = run_command([*script.submit_argv, handle.name], timeout=60)
     except LaunchError as exc:
         raise SchedulerError(f"{command} could not run", exc.given, exc.hint) from None
     finally:
         os.unlink(handle.name)
-    if code != 0:
+    out = done.stdout + done.stderr
+    if done.returncode != 0:
         text = out.strip()
-        raise SchedulerError(f"{command} refused the job", text.splitlines()[0] if text else f"exit {code}")
+        raise SchedulerError(f"{command} refused the job", text.splitlines()[0] if text else f"exit {done.returncode}")
     lines = [line.strip() for line in out.splitlines() if line.strip()]
     match = _JOB_ID.match(lines[-1]) if lines else None
     if match is None:

@@ -14,11 +14,12 @@ registered first; a plugin can add to them but never replace them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    from ezpz.doctor import Check
     from ezpz.schedulers.base import SchedulerRegistry
 
 __all__ = ["hookimpl", "hookspec"]
@@ -54,7 +55,7 @@ def ezpz_template_dirs() -> list[Path]:
 
 
 @hookspec
-def ezpz_doctor_checks() -> list[Any]:
+def ezpz_doctor_checks() -> list[Check]:
     """Return extra diagnostics for ``ezpz doctor``.
 
     Returns:
