@@ -16,6 +16,7 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "DataError",
     "DistError",
     "EnvToolError",
     "EzpzError",
@@ -80,6 +81,10 @@ class DistError(EzpzError):
 
 class HistoryError(EzpzError):
     """Metrics given to :class:`ezpz.History` are invalid or cannot be written."""
+
+
+class DataError(EzpzError):
+    """A dataset cannot be found, read or prepared as asked."""
 
 
 class EnvToolError(EzpzError):

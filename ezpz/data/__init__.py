@@ -16,7 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _LAZY: dict[str, str] = {
-    "DataError": "ezpz.data.text",
+    "DataError": "ezpz.errors",
     "TextData": "ezpz.data.text",
     "Tokenizer": "ezpz.data.text",
     "load_text": "ezpz.data.text",
@@ -44,7 +44,6 @@ __all__ = [
 if TYPE_CHECKING:
     from ezpz.data.loader import build_loader, cycle, set_epoch
     from ezpz.data.text import (
-        DataError,
         TextData,
         Tokenizer,
         load_text,
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
         random_data,
         shakespeare_files,
     )
+    from ezpz.errors import DataError
 
 
 def __getattr__(name: str) -> Any:

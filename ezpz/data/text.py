@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ezpz.data.cache import default_cache_dir, fingerprint, prepare_once
-from ezpz.errors import EzpzError
+from ezpz.errors import DataError
 from ezpz.extras import require
 
 if TYPE_CHECKING:
@@ -57,10 +57,6 @@ SHAKESPEARE = "shakespeare"
 TOKENIZERS = ("char", "byte")
 _FORMAT = 1  # bump when the cached layout changes
 _CHUNK = 10_000
-
-
-class DataError(EzpzError):
-    """A dataset cannot be found, read or prepared as asked."""
 
 
 def shakespeare_files() -> list[Path]:
