@@ -12,7 +12,6 @@ valid (or what to run next)::
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 __all__ = [
@@ -93,6 +92,8 @@ class EnvToolError(EzpzError):
 
 def closest(given: str, valid: Iterable[str]) -> str:
     """Return ``"valid: a, b, c"`` plus a "did you mean" suggestion when one is close."""
+    import difflib
+
     options = sorted(valid)
     text = "valid: " + (", ".join(options) if options else "(none)")
     match = difflib.get_close_matches(given, options, n=1)

@@ -108,3 +108,24 @@ def test_site_template_is_chosen_by_hostname_inside_its_scheduler(tmp_path, monk
     assert "auto: host x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov matches 'x3*c*s*b*n*'" in describe(plan)
     # The same hostname outside a PBS job does not pick the PBS template.
     assert plan_launch([("flags", {"command": ["t"]})], {"PATH": "/usr/bin"}).template is None
+
+
+def test_switches_given_as_false_or_zero_still_override_lower_layers(tmp_path):
+    config = tmp_path / "ezpz.toml"
+    config.write_text("retries = 3\noversubscribe = true\n")
+    plan = json.loads(
+        runner.invoke(app, ["launch", "--json", "-c", str(config), "--retries", "0", "--no-rank-env", "--", "t"]).stdout
+    )
+    assert plan["retries"] == 0 and plan["provenance"]["retries"] == "flags"
+    assert "ezpz.rankenv" not in plan["argv"]
+    # An unset --oversubscribe does not undo the config file's true.
+    assert plan["spec"]["oversubscribe"] is True
+
+
+def test_master_ports_are_distinct_and_below_the_ephemeral_range():
+    from ezpz.launch import free_port
+
+    ports = {free_port() for _ in range(5)}
+    assert len(ports) == 5
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    assert all(20000 <= p < low for p in ports)

@@ -86,8 +86,10 @@ def launch_layers(ctx: typer.Context, options: dict[str, Any]) -> list[Layer]:
         "env": [*(options.get("env") or []), *([f"EZPZ_LOG_FILE={log_file}"] if log_file else [])],
         "rank_env": False if options.get("no_rank_env") else None,
         **{key: options.get(key) for key in _DIRECT},
+        # An unset switch must not override a config file's "oversubscribe = true".
+        "oversubscribe": options.get("oversubscribe") or None,
     }
-    flags = {key: value for key, value in given.items() if value not in (None, [], False)}
+    flags = {key: value for key, value in given.items() if value is not None and value != []}
     config = options.get("config")
     layers: list[Layer] = [(f"config:{config}", load_config(config))] if config else []
     return [*layers, ("flags", flags)]

@@ -111,7 +111,7 @@ def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
             )
         nh = min(avail, np)
         ppn = np // nh
-        out["nhosts"], out["ppn"] = f"all {nh} hosts of the job", "np / nhosts"
+        out["nhosts"], out["ppn"] = f"np over the job's {avail} hosts", "np / nhosts"
     else:
         if ppn is None:
             ppn, out["ppn"] = _default_ppn(spec, alloc, accel, how)
@@ -308,7 +308,7 @@ class Scheduler:
             files=files,
             timeout=spec.timeout,
             retries=spec.retries,
-            spec=spec.model_dump(mode="json", exclude={"command"}),
+            spec={**spec.model_dump(mode="json", exclude={"command"}), "accelerators_per_node": lay.accelerators},
         )
 
 
