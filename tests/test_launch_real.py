@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,9 +26,9 @@ def ezpz(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess[
 
 
 def records(stdout: str) -> list[dict]:
-    return sorted(
-        (json.loads(line) for line in stdout.splitlines() if line.startswith("{")), key=lambda r: int(r["RANK"])
-    )
+    # hydra forwards rank output in chunks, so two ranks' lines can share a line.
+    found = (json.loads(match) for match in re.findall(r"\{[^{}]*\}", stdout))
+    return sorted(found, key=lambda r: int(r["RANK"]))
 
 
 def alive(pid: int) -> bool:
