@@ -67,7 +67,14 @@ def main() -> None:
     if rank == 0:
         base = results["history"]
         for name, us in results.items():
-            log.info("%-8s world=%d metrics=%d: %9.1f µs/update  (%.1fx history)", name, dist.get_world_size(), n, us, us / base)
+            log.info(
+                "%-8s world=%d metrics=%d: %9.1f µs/update  (%.1fx history)",
+                name,
+                dist.get_world_size(),
+                n,
+                us,
+                us / base,
+            )
     dist.destroy_process_group()
 
 

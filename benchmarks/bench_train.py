@@ -36,8 +36,19 @@ def run(world: int, program: list[str], summary: Path, workdir: Path) -> dict[st
         "WANDB_MODE": "disabled",
         "NO_COLOR": "1",
     }
-    cmd = [sys.executable, "-m", "ezpz", "launch", "-n", str(world), "--", sys.executable, *program,
-           "--summary", str(summary)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ezpz",
+        "launch",
+        "-n",
+        str(world),
+        "--",
+        sys.executable,
+        *program,
+        "--summary",
+        str(summary),
+    ]
     done = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"benchmark run failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
@@ -60,8 +71,17 @@ def main() -> None:
     entry = prepare_text(seq_len=128, cache_dir=cache).path
     steps = ["--max-steps", str(args.max_steps)]
     programs = {
-        "ezpz": [str(ROOT / "examples" / "train_transformer.py"), *MODEL, *steps,
-                 "--cache-dir", str(cache), "--sample-tokens", "1", "--eval-batches", "1"],
+        "ezpz": [
+            str(ROOT / "examples" / "train_transformer.py"),
+            *MODEL,
+            *steps,
+            "--cache-dir",
+            str(cache),
+            "--sample-tokens",
+            "1",
+            "--eval-batches",
+            "1",
+        ],
         "ddp": [str(ROOT / "benchmarks" / "ddp_baseline.py"), *MODEL, *steps, "--entry", str(entry)],
     }
     rows = []
@@ -84,12 +104,16 @@ def main() -> None:
         }
         rows.append(row)
         print(f"world {world}: {row}", file=sys.stderr)
-    print(f"| ranks | ezpz tokens/s | DDP loop tokens/s | ratio | loss after {args.max_steps} steps "
-          "(ezpz / DDP) | unigram entropy |")
+    print(
+        f"| ranks | ezpz tokens/s | DDP loop tokens/s | ratio | loss after {args.max_steps} steps "
+        "(ezpz / DDP) | unigram entropy |"
+    )
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['world_size']} | {r['ezpz_tokens_per_s']:.0f} | {r['ddp_tokens_per_s']:.0f} | "
-              f"{r['ratio']:.3f} | {r['ezpz_loss']:.3f} / {r['ddp_loss']:.3f} | {r['unigram_entropy']:.3f} |")
+        print(
+            f"| {r['world_size']} | {r['ezpz_tokens_per_s']:.0f} | {r['ddp_tokens_per_s']:.0f} | "
+            f"{r['ratio']:.3f} | {r['ezpz_loss']:.3f} / {r['ddp_loss']:.3f} | {r['unigram_entropy']:.3f} |"
+        )
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=2))
 

@@ -51,8 +51,7 @@ def main() -> None:
     sampler = DistributedSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=0, drop_last=True)
     loader = DataLoader(train, batch_size=args.batch_size, sampler=sampler, drop_last=True)
     vocab = len(meta["tokenizer"]["chars"]) if meta["tokenizer"]["kind"] == "char" else 256
-    model = GPT(GPTConfig(vocab_size=vocab, seq_len=args.seq_len, layers=args.layers,
-                          heads=args.heads, dim=args.dim))
+    model = GPT(GPTConfig(vocab_size=vocab, seq_len=args.seq_len, layers=args.layers, heads=args.heads, dim=args.dim))
     if world > 1:
         model = DDP(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -91,10 +90,17 @@ def main() -> None:
         dist.all_reduce(final)
         dist.destroy_process_group()
     if rank == 0:
-        args.summary.write_text(json.dumps({
-            "world_size": world, "steps": args.max_steps, "tokens_per_s": tokens_per_s,
-            "final_loss": final.item() / world, "unigram_entropy": meta["unigram_entropy"],
-        }))
+        args.summary.write_text(
+            json.dumps(
+                {
+                    "world_size": world,
+                    "steps": args.max_steps,
+                    "tokens_per_s": tokens_per_s,
+                    "final_loss": final.item() / world,
+                    "unigram_entropy": meta["unigram_entropy"],
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

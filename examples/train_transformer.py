@@ -34,8 +34,9 @@ _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", default="shakespeare",
-                      help="'shakespeare', a text/JSON file or a saved HF dataset directory")
+    data.add_argument(
+        "--dataset", default="shakespeare", help="'shakespeare', a text/JSON file or a saved HF dataset directory"
+    )
     data.add_argument("--random", action="store_true", help="uniformly random tokens instead of text")
     data.add_argument("--tokenizer", choices=("char", "byte"), default="char")
     data.add_argument("--cache-dir", type=Path, default=None, help="default ~/.cache/ezpz/data")
@@ -49,8 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--lr", type=float, default=3e-3)
     train.add_argument("--max-steps", type=int, default=200)
     train.add_argument("--warmup-steps", type=int, default=None, help="default: 10%% of --max-steps")
-    train.add_argument("--dtype", choices=("auto", *_DTYPES), default="auto",
-                       help="compute dtype; auto = bf16 on GPUs, fp32 on CPU")
+    train.add_argument(
+        "--dtype", choices=("auto", *_DTYPES), default="auto", help="compute dtype; auto = bf16 on GPUs, fp32 on CPU"
+    )
     train.add_argument("--strategy", choices=("auto", "ddp", "fsdp"), default="ddp")
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
     train.add_argument("--seed", type=int, default=0)
@@ -59,8 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--sample-tokens", type=int, default=200, help="length of the generated sample")
     out.add_argument("--outdir", type=Path, default=None, help="where History writes the run report")
     out.add_argument("--summary", type=Path, default=None, help="rank 0 writes a JSON summary here")
-    out.add_argument("--check", action="store_true",
-                     help="exit 1 unless the final loss is below the data's unigram entropy")
+    out.add_argument(
+        "--check", action="store_true", help="exit 1 unless the final loss is below the data's unigram entropy"
+    )
     return p.parse_args(argv)
 
 
@@ -94,22 +97,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.random:
         data = random_data(seq_len=args.seq_len, seed=args.seed)
     else:
-        data = prepare_text(args.dataset, seq_len=args.seq_len, tokenizer=args.tokenizer,
-                            cache_dir=args.cache_dir)
+        data = prepare_text(args.dataset, seq_len=args.seq_len, tokenizer=args.tokenizer, cache_dir=args.cache_dir)
     loader = build_loader(data.train, args.batch_size, seed=args.seed)
-    log.info("data: %s, %d train blocks of %d tokens, vocab %d, unigram entropy %.3f nats",
-             data.source, len(data.train), args.seq_len + 1, data.tokenizer.vocab_size,
-             data.unigram_entropy)
+    log.info(
+        "data: %s, %d train blocks of %d tokens, vocab %d, unigram entropy %.3f nats",
+        data.source,
+        len(data.train),
+        args.seq_len + 1,
+        data.tokenizer.vocab_size,
+        data.unigram_entropy,
+    )
 
-    cfg = GPTConfig(vocab_size=data.tokenizer.vocab_size, seq_len=args.seq_len,
-                    layers=args.layers, heads=args.heads, dim=args.dim)
+    cfg = GPTConfig(
+        vocab_size=data.tokenizer.vocab_size, seq_len=args.seq_len, layers=args.layers, heads=args.heads, dim=args.dim
+    )
     raw = GPT(cfg).to(device)
     n_params = raw.num_params(embeddings=False)
     model = ezpz.wrap_model(raw, strategy=args.strategy, dtype=_DTYPES[dtype])
     if args.compile:
         model = torch.compile(model)
-    log.info("model: %s, %.2f M parameters, %d ranks, %s, dtype %s",
-             cfg.to_dict(), n_params / 1e6, world, device, dtype)
+    log.info(
+        "model: %s, %.2f M parameters, %d ranks, %s, dtype %s", cfg.to_dict(), n_params / 1e6, world, device, dtype
+    )
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     warmup = args.warmup_steps if args.warmup_steps is not None else max(1, args.max_steps // 10)
@@ -152,32 +161,42 @@ def main(argv: list[str] | None = None) -> int:
     intervals = [b - a for a, b in pairwise(stamps)][max(0, warm_steps - 1) :] or [dt]
     tokens_per_s = tokens_per_step / statistics.median(intervals)
 
-    val_loss = evaluate(torch, model, build_loader(data.val, args.batch_size, shuffle=False),
-                        args.eval_batches, device)
+    val_loss = evaluate(torch, model, build_loader(data.val, args.batch_size, shuffle=False), args.eval_batches, device)
     final_loss = mean_over_ranks(torch, sum(losses[-5:]) / len(losses[-5:]), device)
     prompt = data.val[0]["input_ids"][:16]
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    out = raw.generate(torch.as_tensor([prompt], device=device), args.sample_tokens,
-                       generator=generator)
+    out = raw.generate(torch.as_tensor([prompt], device=device), args.sample_tokens, generator=generator)
     run_dir = history.finalize()
     summary = {
-        "world_size": world, "steps": args.max_steps, "tokens_per_s": tokens_per_s,
-        "mfu": mfu(tokens_per_s, flops_token, peak, world), "final_loss": final_loss,
-        "val_loss": val_loss, "unigram_entropy": data.unigram_entropy,
-        "params": n_params, "run_dir": str(run_dir),
+        "world_size": world,
+        "steps": args.max_steps,
+        "tokens_per_s": tokens_per_s,
+        "mfu": mfu(tokens_per_s, flops_token, peak, world),
+        "final_loss": final_loss,
+        "val_loss": val_loss,
+        "unigram_entropy": data.unigram_entropy,
+        "params": n_params,
+        "run_dir": str(run_dir),
     }
-    log.info("tokens/s %.0f (%d ranks, steady state), MFU %s", tokens_per_s, world,
-             "n/a (peak unknown)" if summary["mfu"] is None else f"{summary['mfu']:.1%}")
-    log.info("loss %.3f, val loss %s, unigram entropy %.3f nats", final_loss,
-             "n/a" if val_loss is None else f"{val_loss:.3f}", data.unigram_entropy)
+    log.info(
+        "tokens/s %.0f (%d ranks, steady state), MFU %s",
+        tokens_per_s,
+        world,
+        "n/a (peak unknown)" if summary["mfu"] is None else f"{summary['mfu']:.1%}",
+    )
+    log.info(
+        "loss %.3f, val loss %s, unigram entropy %.3f nats",
+        final_loss,
+        "n/a" if val_loss is None else f"{val_loss:.3f}",
+        data.unigram_entropy,
+    )
     log.info("sample:\n%s", data.tokenizer.decode(out[0].tolist()))
     log.info("run report: %s", run_dir)
     if args.summary is not None and ezpz.get_rank() == 0:
         args.summary.write_text(json.dumps(summary, indent=2))
     ezpz.cleanup()
     if args.check and not final_loss < data.unigram_entropy:
-        log.error("check failed: loss %.3f is not below the unigram entropy %.3f",
-                  final_loss, data.unigram_entropy)
+        log.error("check failed: loss %.3f is not below the unigram entropy %.3f", final_loss, data.unigram_entropy)
         return 1
     return 0
 

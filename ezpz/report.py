@@ -105,7 +105,10 @@ def _finite_points(track: MetricTrack) -> list[tuple[float, float, float, float]
 
 
 def _text_plot(name: str, points: list[tuple[float, float, float, float]], width: int = 72, height: int = 18) -> str:
-    import plotext as plt
+    import importlib
+
+    # plotext builds its public names at import time; type checkers cannot see them.
+    plt: Any = importlib.import_module("plotext")
 
     xs = [p[0] for p in points]
     series = {"mean": [p[1] for p in points]}

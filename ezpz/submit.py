@@ -166,7 +166,7 @@ class SubmitSettings(BaseModel):
 def submit_settings(template: Template | None) -> SubmitSettings:
     """Validate ``template``'s ``[submit]`` table (empty settings without a template)."""
     if template is None:
-        return SubmitSettings()
+        return SubmitSettings.model_validate({})
     try:
         return SubmitSettings.model_validate(template.submit)
     except ValidationError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -127,5 +128,5 @@ def test_master_ports_are_distinct_and_below_the_ephemeral_range():
 
     ports = {free_port() for _ in range(5)}
     assert len(ports) == 5
-    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     assert all(20000 <= p < low for p in ports)

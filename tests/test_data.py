@@ -80,8 +80,7 @@ def test_iterable_split_evenly_over_ranks_and_workers(num_shards: int) -> None:
     n, workers = 240, 2
     ds = _indices(n).to_iterable_dataset(num_shards=num_shards)
     parts = [
-        _epoch(build_loader(ds, 5, shuffle=False, rank=r, world_size=WORLD, num_workers=workers))
-        for r in range(WORLD)
+        _epoch(build_loader(ds, 5, shuffle=False, rank=r, world_size=WORLD, num_workers=workers)) for r in range(WORLD)
     ]
     seen = [i for part in parts for i in part]
     assert sorted(seen) == list(range(n)), "iterable parts must cover the data exactly once"

@@ -43,8 +43,21 @@ def _run(cmd: list[str], tmp_path: Path, timeout: float = 300) -> subprocess.Com
 
 def test_ezpz_test_trains_below_unigram_entropy_on_two_ranks(tmp_path: Path, cache_dir: Path) -> None:
     summary = tmp_path / "summary.json"
-    cmd = [sys.executable, "-m", "ezpz", "test", "-n", "2", "--max-steps", "50", "--",
-           "--summary", str(summary), "--cache-dir", str(cache_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ezpz",
+        "test",
+        "-n",
+        "2",
+        "--max-steps",
+        "50",
+        "--",
+        "--summary",
+        str(summary),
+        "--cache-dir",
+        str(cache_dir),
+    ]
     run = _run(cmd, tmp_path)
     assert run.returncode == 0, run.stderr[-4000:]
     result = json.loads(summary.read_text())
@@ -60,9 +73,34 @@ def test_ezpz_test_trains_below_unigram_entropy_on_two_ranks(tmp_path: Path, cac
 
 def test_transformer_fsdp_on_random_tokens(tmp_path: Path) -> None:
     summary = tmp_path / "summary.json"
-    cmd = [sys.executable, "-m", "ezpz", "launch", "-n", "2", "--", sys.executable, str(EXAMPLE),
-           "--random", "--strategy", "fsdp", "--max-steps", "3", "--layers", "2", "--dim", "32",
-           "--seq-len", "32", "--batch-size", "4", "--sample-tokens", "8", "--summary", str(summary)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ezpz",
+        "launch",
+        "-n",
+        "2",
+        "--",
+        sys.executable,
+        str(EXAMPLE),
+        "--random",
+        "--strategy",
+        "fsdp",
+        "--max-steps",
+        "3",
+        "--layers",
+        "2",
+        "--dim",
+        "32",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "4",
+        "--sample-tokens",
+        "8",
+        "--summary",
+        str(summary),
+    ]
     run = _run(cmd, tmp_path)
     assert run.returncode == 0, run.stderr[-4000:]
     result = json.loads(summary.read_text())
@@ -75,8 +113,14 @@ def test_missing_extra_is_one_clear_line(tmp_path: Path) -> None:
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['datasets'] = None\n")
     env = {**_env(tmp_path), "PYTHONPATH": str(blocker)}
-    run = subprocess.run([sys.executable, str(EXAMPLE), "--max-steps", "1"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--max-steps", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2
     assert "pip install 'ezpz[data]'" in run.stderr
     assert "Traceback" not in run.stderr

@@ -67,7 +67,7 @@ def test_world_one_without_torch(tmp_path: Path) -> None:
         f"""
         import sys
         from ezpz.history import History
-        h = History(outdir={str(tmp_path / 'run')!r}, report=False)
+        h = History(outdir={str(tmp_path / "run")!r}, report=False)
         for i in range(3):
             line = h.update({{"loss": 0.047, "lr": 3e-4, "dt": 0.1, "epoch": 2}}, step=10 + i)
         print(line)

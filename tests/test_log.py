@@ -66,7 +66,10 @@ def test_other_ranks_are_silent_unless_asked(tmp_path: Path) -> None:
     loud = run({**rank1, "EZPZ_LOG_FROM_ALL_RANKS": "1"})
     assert "INFO ezpz.train: [rank 1] hello world" in loud.stderr
     records = [json.loads(line) for line in (tmp_path / "log.rank1.jsonl").read_text().splitlines()]
-    assert [(r["level"], r["rank"], r["message"]) for r in records] == [("INFO", 1, "hello world"), ("ERROR", 1, "boom")]
+    assert [(r["level"], r["rank"], r["message"]) for r in records] == [
+        ("INFO", 1, "hello world"),
+        ("ERROR", 1, "boom"),
+    ]
     assert "ZeroDivisionError" in records[1]["exc"]
 
 

@@ -23,8 +23,21 @@ __all__ = ["SMOKE_ARGS", "example_script", "register", "smoke_command", "smoke_t
 EXAMPLE = "train_transformer.py"
 #: The small configuration: about 0.1 M parameters, 2 cores, well under a minute.
 SMOKE_ARGS = (
-    "--layers", "2", "--heads", "4", "--dim", "64", "--seq-len", "64",
-    "--batch-size", "16", "--lr", "3e-3", "--sample-tokens", "80", "--check",
+    "--layers",
+    "2",
+    "--heads",
+    "4",
+    "--dim",
+    "64",
+    "--seq-len",
+    "64",
+    "--batch-size",
+    "16",
+    "--lr",
+    "3e-3",
+    "--sample-tokens",
+    "80",
+    "--check",
 )
 
 
@@ -68,6 +81,4 @@ def smoke_test(
 
 def register(app: typer.Typer) -> None:
     """Add ``test`` to ``app``."""
-    app.command(
-        name="test", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
-    )(smoke_test)
+    app.command(name="test", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})(smoke_test)

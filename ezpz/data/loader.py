@@ -80,9 +80,7 @@ class _Sharded(IterableDataset):
     def __iter__(self) -> Iterator[Any]:
         worker = get_worker_info()
         workers, wid = (1, 0) if worker is None else (worker.num_workers, worker.id)
-        part = split_dataset_by_node(
-            self.dataset, rank=self.rank * workers + wid, world_size=self.world_size * workers
-        )
+        part = split_dataset_by_node(self.dataset, rank=self.rank * workers + wid, world_size=self.world_size * workers)
         # .iter() batches inside datasets and does not split again by worker.
         yield from part.iter(batch_size=self.batch_size, drop_last_batch=self.drop_last)
 
@@ -166,6 +164,7 @@ def cycle(loader: Any, start_epoch: int = 0) -> Iterator[Any]:
             empty = False
             yield batch
         if empty:
-            raise DataError("the loader yields no batches on this rank", f"epoch {epoch}",
-                            "use a smaller batch size or more data")
+            raise DataError(
+                "the loader yields no batches on this rank", f"epoch {epoch}", "use a smaller batch size or more data"
+            )
         epoch += 1

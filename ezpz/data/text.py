@@ -200,9 +200,7 @@ def load_text(
                     raise DataError("split not in dataset", split, f"valid: {', '.join(loaded)}")
                 loaded = loaded[split]
         elif kind == "json":
-            loaded = ds_mod.load_dataset(
-                "json", data_files=[str(f) for f in files], split="train", cache_dir=hf_cache
-            )
+            loaded = ds_mod.load_dataset("json", data_files=[str(f) for f in files], split="train", cache_dir=hf_cache)
         else:
             loaded = ds_mod.load_dataset(
                 "text",
@@ -212,9 +210,7 @@ def load_text(
                 cache_dir=hf_cache,
             )
     if "text" not in loaded.column_names:
-        raise DataError(
-            "dataset has no 'text' column", str(source), f"columns: {', '.join(loaded.column_names)}"
-        )
+        raise DataError("dataset has no 'text' column", str(source), f"columns: {', '.join(loaded.column_names)}")
     return loaded.select_columns(["text"])
 
 
@@ -298,9 +294,7 @@ def prepare_text(
     )
 
 
-def random_data(
-    *, seq_len: int, vocab_size: int = 256, num_blocks: int = 1024, seed: int = 0
-) -> TextData:
+def random_data(*, seq_len: int, vocab_size: int = 256, num_blocks: int = 1024, seed: int = 0) -> TextData:
     """Return uniformly random token blocks (for speed tests; nothing to learn)."""
     ds_mod = require("datasets", "data")
     np = require("numpy", "torch")

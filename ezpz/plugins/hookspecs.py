@@ -52,6 +52,7 @@ def ezpz_template_dirs() -> list[Path]:
     Returns:
         Directories to search, in order.
     """
+    ...
 
 
 @hookspec
@@ -62,3 +63,4 @@ def ezpz_doctor_checks() -> list[Check]:
         A list of :class:`ezpz.doctor.Check` objects; each is run by ``ezpz doctor``
         and shown with the built-in checks.
     """
+    ...
