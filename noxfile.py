@@ -1,6 +1,7 @@
 """Developer sessions: tests, lint, typecheck, docs, bench.
 
-``nox -s tests`` is the README's test command and what ``.ci/run`` runs.
+``nox`` (lint, typecheck, docs, tests) is the README's test command and what
+``.ci/run`` runs.
 torch 2.13.0 is installed first: it is the CPU build this project is tested
 with, and a bare ``torch`` requirement would pull a multi-GB CUDA build.
 """
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 TORCH = "torch==2.13.0"
