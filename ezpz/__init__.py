@@ -7,8 +7,9 @@ path.  Runtime helpers import torch when first called.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ezpz.extras import lazy_module
 
 __version__ = "0.1.0"
 
@@ -80,16 +81,4 @@ if TYPE_CHECKING:
     from ezpz.wrap import wrap_ddp, wrap_fsdp, wrap_model
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name from its module on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ezpz' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """List the public names, loaded or not."""
-    return __all__
+__getattr__, __dir__ = lazy_module(__name__, _LAZY, globals())

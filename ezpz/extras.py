@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 from ezpz.errors import MissingExtraError
 
-__all__ = ["require"]
+__all__ = ["lazy_module", "require"]
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -25,3 +27,27 @@ def require(module: str, extra: str) -> ModuleType:
         raise MissingExtraError(
             f"{module} is not installed", module, f"install it with: pip install 'ezpz[{extra}]'"
         ) from None
+
+
+def lazy_module(
+    package: str, names: dict[str, str], namespace: dict[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """Return a package's PEP 562 ``__getattr__`` and ``__dir__`` for lazily loaded names.
+
+    ``names`` maps each public name to the module defining it; the first use
+    imports that module and caches the value in ``namespace`` (the package's
+    ``globals()``).
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = names.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(names)
+
+    return __getattr__, __dir__

@@ -12,8 +12,9 @@ extra is missing, raises one line naming it (``pip install 'ezpz[data]'``).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ezpz.extras import lazy_module
 
 _LAZY: dict[str, str] = {
     "DataError": "ezpz.errors",
@@ -54,16 +55,4 @@ if TYPE_CHECKING:
     from ezpz.errors import DataError
 
 
-def __getattr__(name: str) -> Any:
-    """Load a public name from its module on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ezpz.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """List the public names, loaded or not."""
-    return __all__
+__getattr__, __dir__ = lazy_module(__name__, _LAZY, globals())
