@@ -399,6 +399,29 @@ def _wandb_key(environ: Mapping[str, str]) -> tuple[str, str] | None:
     return (auth[2], str(path)) if auth and auth[2] else None
 
 
+#: Variables that describe one launch and go stale in the next.
+RENDEZVOUS_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+def check_rendezvous(ctx: DoctorContext) -> CheckResult:
+    """Warn about torch rendezvous variables left over from an earlier launch."""
+    name = "rendezvous"
+    stale = {var: ctx.environ[var] for var in RENDEZVOUS_VARS if ctx.environ.get(var)}
+    launched = ctx.environ.get("EZPZ_LAUNCH_ID") or ctx.environ.get("TORCHELASTIC_RUN_ID")
+    if not stale:
+        return CheckResult(name, "ok", "no MASTER_*/RANK/WORLD_SIZE left in the environment", "")
+    if launched:
+        return CheckResult(name, "ok", f"set by the launcher that started this process ({launched})", "", stale)
+    shown = " ".join(f"{k}={v}" for k, v in stale.items())
+    return CheckResult(
+        name,
+        "warning",
+        f"left over from an earlier job: {shown}",
+        "unset them (ezpz launch sets fresh ones for every rank; plain scripts may try to meet there and hang)",
+        stale,
+    )
+
+
 def check_wandb(ctx: DoctorContext) -> CheckResult:
     """Report whether wandb is installed, its mode, and credentials (masked)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -514,6 +537,7 @@ BUILTIN_CHECKS: tuple[Check, ...] = (
     Check("mpi4py", check_mpi4py),
     Check("scheduler", check_scheduler),
     Check("devices", check_devices),
+    Check("rendezvous", check_rendezvous),
     Check("wandb", check_wandb),
     Check("plugins", check_plugins),
     Check("spec", check_spec),

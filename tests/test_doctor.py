@@ -237,3 +237,13 @@ def test_cli_json_and_exit_codes(
     assert main(["doctor"]) == 0
     table = capsys.readouterr().out
     assert "ezpz doctor" in table and "mpi4py" in table
+
+
+def test_rendezvous_check_flags_leftover_master_vars():
+    from ezpz.doctor import check_rendezvous
+
+    stale = check_rendezvous(DoctorContext(environ={"MASTER_ADDR": "10.1.2.3", "MASTER_PORT": "29500"}))
+    assert stale.status == "warning" and "MASTER_ADDR=10.1.2.3" in stale.message and "unset" in stale.remedy
+    inside = check_rendezvous(DoctorContext(environ={"MASTER_ADDR": "n1", "EZPZ_LAUNCH_ID": "42-25000"}))
+    assert inside.status == "ok"
+    assert check_rendezvous(DoctorContext(environ={"PATH": "/usr/bin"})).status == "ok"
