@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.handlers
 import os
 import sys
 import time
@@ -144,6 +143,9 @@ def add_log_file(
         target = target.with_name(f"{target.stem}.rank{rank}{target.suffix}")
     if not target.parent.is_dir():
         raise SpecError("log file directory does not exist", str(target), "create it or choose another path")
+    # Imported here: only runs that log to a file pay for logging.handlers.
+    import logging.handlers
+
     try:
         handler = logging.handlers.RotatingFileHandler(
             target,
