@@ -140,14 +140,26 @@ class _Run:
             # srun takes one SIGINT as "report status" and cancels only on a
             # second within 1 s; SIGTERM cancels the step at once.
             sig = signal.SIGTERM
+        deadline = time.monotonic() + GRACE
         self.kill_group(sig)
         try:
             self.proc.wait(GRACE)
         except subprocess.TimeoutExpired:
             self.kill_group(signal.SIGKILL)
             self.proc.wait()
-        # Ranks that ignored the signal but left the launcher still die.
+        # Ranks still cleaning up after the launcher left get the rest of the
+        # grace period; those that outlive it (or ignored the signal) still die.
+        while time.monotonic() < deadline and self.group_alive():
+            time.sleep(0.05)
         self.kill_group(signal.SIGKILL)
+
+    def group_alive(self) -> bool:
+        """Whether any process of the launcher's group is still running."""
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def wait(self) -> int:
         timeout = self.plan.timeout
