@@ -27,7 +27,7 @@ from ezpz.plan import Plan
 if TYPE_CHECKING:
     from ezpz.spec import LaunchSpec
 
-__all__ = ["DIALECTS", "Allocation", "Layout", "Scheduler", "SchedulerRegistry", "layout"]
+__all__ = ["DIALECTS", "Allocation", "Layout", "Scheduler", "SchedulerRegistry", "cut_cpu_bind", "layout", "pick"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Layout:
     provenance: dict[str, str] = field(default_factory=dict)
 
 
-def _default_ppn(spec: LaunchSpec, alloc: Allocation, accel: int, how: str) -> tuple[int, str]:
+def _default_ppn(alloc: Allocation, accel: int, how: str) -> tuple[int, str]:
     if accel > 0:
         return accel, f"accelerators per node ({how})"
     if alloc.slots:
@@ -114,7 +114,7 @@ def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
         out["nhosts"], out["ppn"] = f"np over the job's {avail} hosts", "np / nhosts"
     else:
         if ppn is None:
-            ppn, out["ppn"] = _default_ppn(spec, alloc, accel, how)
+            ppn, out["ppn"] = _default_ppn(alloc, accel, how)
         if nh is None:
             nh, out["nhosts"] = avail, f"all hosts of the job ({alloc.source})"
         np = nh * ppn
@@ -356,6 +356,3 @@ def pick(adapters: Mapping[str, Scheduler], environ: Mapping[str, str], name: st
         raise SchedulerError("no scheduler adapter is active", None, "pass --scheduler local")
     chosen = top[0]
     return adapters[chosen], f"detected (affinity {best})"
-
-
-__all__ += ["cut_cpu_bind", "pick"]
