@@ -139,7 +139,7 @@ def launch(
     from ezpz.execute import execute
     from ezpz.launch import describe, plan_launch
 
-    plan = plan_launch(launch_layers(ctx, locals()))
+    plan = plan_launch(launch_layers(ctx, ctx.params))
     if dry_run or as_json:
         typer.echo(plan.to_json(indent=2) if as_json else describe(plan))
         return 0
