@@ -13,7 +13,9 @@ Each ``tests/golden/cases/NAME.toml`` describes one launch:
 * ``[environ]``: the environment the launch sees (nothing else leaks in;
   ``{tmp}`` is the test's tmp_path);
 * ``[write]`` / ``[generate.NAME]``: files written under tmp_path first
-  (``generate`` writes ``count`` lines of ``format.format(i)``).
+  (``generate`` writes ``count`` lines of ``format.format(i)``);
+* ``error = true``: the launch is bad input; the golden holds the one
+  ``error:`` line and exit status 2 instead of a plan.
 
 ``tests/golden/expected/NAME.json`` holds the rendered plan with ``{tmp}`` for
 tmp_path and ``{python}`` for ``sys.executable`` (the per-rank shim
@@ -26,6 +28,8 @@ PBS server for this machine); Slurm likewise here (real Slurm runs live in
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -41,7 +45,7 @@ import tomllib
 from typer.testing import CliRunner
 
 import ezpz.launch
-from ezpz.cli import app
+from ezpz.cli import app, main
 from ezpz.plan import Plan
 from ezpz.templates import template_files
 
@@ -92,8 +96,13 @@ def record(plan: Plan, tmp: Path) -> dict[str, Any]:
     return _normalise(data, str(tmp))
 
 
-def _render_cli(args: list[str], environ: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> Plan:
-    """Run ``ezpz launch --dry-run --json ARGS`` for real, seeing only ``environ``."""
+def _render_cli(
+    args: list[str], environ: Mapping[str, str], monkeypatch: pytest.MonkeyPatch, error: bool = False
+) -> Plan | dict[str, Any]:
+    """Run ``ezpz launch --dry-run --json ARGS`` for real, seeing only ``environ``.
+
+    With ``error``, the launch must fail as bad input: return its exit status and ``error:`` line.
+    """
     real = ezpz.launch.plan_launch
     seen: list[Plan] = []
 
@@ -103,6 +112,12 @@ def _render_cli(args: list[str], environ: Mapping[str, str], monkeypatch: pytest
         return plan
 
     monkeypatch.setattr(ezpz.launch, "plan_launch", plan_in_case_environ)
+    if error:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["launch", "--dry-run", "--json", *args])
+        assert out.getvalue() == "", "bad input must print no plan"
+        return {"exit_code": code, "stderr": err.getvalue().splitlines()}
     result = CliRunner().invoke(app, ["launch", "--dry-run", "--json", *args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -112,7 +127,7 @@ def _render_cli(args: list[str], environ: Mapping[str, str], monkeypatch: pytest
     return seen[0]
 
 
-def render_case(case: Mapping[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Plan:
+def render_case(case: Mapping[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Plan | dict[str, Any]:
     """Set up the case's files, hostname and probe, and render it."""
     for name, text in case.get("write", {}).items():
         (tmp / name).write_text(text)
@@ -129,7 +144,7 @@ def render_case(case: Mapping[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(tempfile, "tempdir", str(run_dir))
     if "args" in case:
         args = [a.replace("{tmp}", str(tmp)) for a in case["args"]]
-        return _render_cli(args, environ, monkeypatch)
+        return _render_cli(args, environ, monkeypatch, error=bool(case.get("error")))
     return ezpz.launch.plan_launch([("flags", dict(case["spec"]))], environ)
 
 
@@ -157,11 +172,13 @@ def test_golden(
     case = tomllib.loads(case_path.read_text())
     monkeypatch.chdir(tmp_path)
     plan = render_case(case, tmp_path, monkeypatch)
-    _check_invariants(plan)
+    if isinstance(plan, Plan):
+        _check_invariants(plan)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [*case.get("write", {}), *case.get("generate", {}), "run"]
     ), "rendering wrote files into the working directory"
-    got = {"description": case["description"], **record(plan, tmp_path)}
+    outcome = record(plan, tmp_path) if isinstance(plan, Plan) else _normalise(plan, str(tmp_path))
+    got = {"description": case["description"], **outcome}
     expected_path = GOLDEN / "expected" / f"{case_path.stem}.json"
     if _regen(request):
         expected_path.write_text(json.dumps(got, indent=2, ensure_ascii=False) + "\n")
@@ -170,7 +187,8 @@ def test_golden(
             f"no golden for {case_path.name}: run pytest tests/test_golden.py --regen-golden and review the diff"
         )
     want = json.loads(expected_path.read_text())
-    assert got["argv"] == want["argv"], _first_difference(got["argv"], want["argv"])
+    if "argv" in want:
+        assert got.get("argv") == want["argv"], _first_difference(got.get("argv", []), want["argv"])
     assert got == want
 
 
@@ -181,13 +199,13 @@ def test_every_expectation_has_a_case() -> None:
 
 
 def test_every_template_has_a_golden() -> None:
-    covered = {json.loads(p.read_text())["template"] for p in (GOLDEN / "expected").glob("*.json")}
+    covered = {json.loads(p.read_text()).get("template") for p in (GOLDEN / "expected").glob("*.json")}
     missing = sorted(set(template_files()) - covered)
     assert not missing, f"templates without a golden case: {missing}"
 
 
 def test_dialects_all_covered() -> None:
-    launchers = {json.loads(p.read_text())["launcher"] for p in (GOLDEN / "expected").glob("*.json")}
+    launchers = {json.loads(p.read_text()).get("launcher") for p in (GOLDEN / "expected").glob("*.json")} - {None}
     assert launchers == {"pals", "hydra", "openmpi", "srun"}
 
 

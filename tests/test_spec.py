@@ -264,16 +264,20 @@ def test_config_missing_or_broken(tmp_path: Path, text: str | None, part: str) -
 
 def test_counting_rules() -> None:
     assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora())) == (24, 12, 2)
-    assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(), np=12)) == (12, 6, 2)
+    # Only -n on nodes with accelerators: fill them first (issue #14).
+    assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(), np=12)) == (12, 12, 1)
     assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(), np=8, ppn=4)) == (8, 4, 2)
     assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(4), nhosts=2)) == (24, 12, 2)
     assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(4), np=12, nhosts=3)) == (12, 4, 3)
-    assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(4), np=2)) == (2, 1, 2)
+    assert (lambda p: (p.np, p.ppn, p.nhosts))(render(aurora(4), np=2)) == (2, 2, 1)
+    # CPU-only nodes keep spreading -n over the job's hosts.
+    cpu_only = render(aurora(4), np=2, accelerators_per_node=0, cpu_bind=None)
+    assert (cpu_only.np, cpu_only.ppn, cpu_only.nhosts) == (2, 1, 2)  # type: ignore[attr-defined]
 
 
 def test_np_not_divisible_by_the_jobs_hosts() -> None:
     with pytest.raises(SpecError) as info:
-        render(aurora(4), np=10)
+        render(aurora(4), np=10, accelerators_per_node=0, cpu_bind=None)
     assert_line(info.value, "np=10", "4 hosts", "-ppn or -nh")
 
 
@@ -308,11 +312,11 @@ def test_oversubscribe_allows_ppn_above_accelerators() -> None:
     assert "--cpu-bind=depth" in plan.argv  # type: ignore[attr-defined]
 
 
-def test_oversubscribed_cpu_list_too_short_says_so() -> None:
-    """A 12-entry cpu list cannot bind 24 ranks: one line naming the list and the way out."""
-    with pytest.raises(SpecError) as info:
-        render(aurora(), ppn=24, oversubscribe=True)
-    assert_line(info.value, "12 entries for 24 ranks", AURORA_CPUS, "--cpu-bind depth")
+def test_oversubscribed_cpu_list_too_short_is_passed_as_given() -> None:
+    """A 12-entry cpu list for 24 ranks is valid PALS input: passed through, and the dry run says so."""
+    plan = render(aurora(), ppn=24, oversubscribe=True)
+    assert f"--cpu-bind={AURORA_CPUS}" in plan.argv  # type: ignore[attr-defined]
+    assert "12 entries for ppn=24: passed as given" in plan.provenance["cpu_bind"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("ppn", [1, 4, 6, 12])

@@ -27,7 +27,18 @@ from ezpz.plan import Plan
 if TYPE_CHECKING:
     from ezpz.spec import LaunchSpec
 
-__all__ = ["DIALECTS", "Allocation", "Layout", "Scheduler", "SchedulerRegistry", "cut_cpu_bind", "layout", "pick"]
+__all__ = [
+    "DIALECTS",
+    "Allocation",
+    "Layout",
+    "Scheduler",
+    "SchedulerRegistry",
+    "cpu_bind_note",
+    "cut_cpu_bind",
+    "layout",
+    "pack_accelerators_first",
+    "pick",
+]
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,45 @@ def _default_ppn(alloc: Allocation, accel: int, how: str) -> tuple[int, str]:
     return 1, "cpu-only nodes: 1 rank per node (pass -ppn for more)"
 
 
+def pack_accelerators_first(np: int, accelerators: int, hosts: int) -> tuple[int, int]:
+    """The packing rule for ``-n`` alone on nodes with accelerators: return (nhosts, ppn).
+
+    Use the fewest hosts that hold ``np`` ranks, evenly: ``nhosts = ceil(np /
+    accelerators)``, ``ppn = np / nhosts`` (``-n 6`` at 4 per node: 2 × 3).  Raises
+    :class:`~ezpz.errors.SpecError` naming the valid choices when ``np`` does not
+    split evenly over those hosts or needs more than the job's ``hosts``.
+    """
+    nhosts = -(-np // accelerators)
+    if nhosts <= hosts and np % nhosts == 0:
+        return nhosts, np // nhosts
+    choices = _packable_near(np, accelerators, hosts)
+    exact = [f"-nh {d} -ppn {np // d}" for d in range(1, hosts + 1) if np % d == 0 and np // d <= accelerators]
+    valid = ", ".join([*choices, *exact]) or f"-n {accelerators * hosts} or fewer"
+    if nhosts > hosts:
+        what = f"np={np} needs {nhosts} hosts at {accelerators} accelerators per node, the job has {hosts}"
+        more = "; or pass --oversubscribe to put more ranks on each host"
+    else:
+        what = f"np={np} does not split evenly over the {nhosts} hosts it needs at {accelerators} accelerators per node"
+        more = ""
+    raise SpecError(what, f"-n {np}", f"valid: {valid}{more}")
+
+
+def _packable_near(np: int, accelerators: int, hosts: int) -> list[str]:
+    """The nearest rank counts below and above ``np`` that the packing rule places evenly."""
+
+    def packs(n: int) -> bool:
+        return n % -(-n // accelerators) == 0
+
+    def shown(n: int) -> str:
+        nh = -(-n // accelerators)
+        return f"-n {n} ({nh} host{'s' if nh > 1 else ''} × {n // nh})"
+
+    top = accelerators * hosts
+    below = next((n for n in range(min(np - 1, top), 0, -1) if packs(n)), None)
+    above = next((n for n in range(np + 1, top + 1) if packs(n)), None)
+    return [shown(n) for n in (below, above) if n is not None]
+
+
 def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
     """Decide np, ppn and hosts from ``spec`` and ``alloc``; raise on what cannot fit.
 
@@ -101,6 +151,10 @@ def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
         out.setdefault("nhosts", "np / ppn")
     elif np is not None and nh is not None:
         ppn = np // nh
+        out["ppn"] = "np / nhosts"
+    elif np is not None and accel > 0 and not (spec.oversubscribe and np > accel * avail):
+        nh, ppn = pack_accelerators_first(np, accel, avail)
+        out["nhosts"] = f"fill accelerators first: ceil(np / {accel} accelerators per node)"
         out["ppn"] = "np / nhosts"
     elif np is not None:
         if np % avail and np > avail:
@@ -143,18 +197,33 @@ def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
     return Layout(np=np, ppn=ppn, nhosts=nh, hosts=alloc.hosts[:nh], accelerators=accel, provenance=out)
 
 
-def cut_cpu_bind(cpu_bind: str | None, ppn: int) -> str | None:
-    """Cut a ``list:a:b:c`` binding to ``ppn`` entries; raise if it has too few."""
+def _cpu_list(cpu_bind: str | None) -> list[str] | None:
     if cpu_bind is None or not cpu_bind.startswith("list:"):
+        return None
+    return cpu_bind[len("list:") :].split(":")
+
+
+def cut_cpu_bind(cpu_bind: str | None, ppn: int) -> str | None:
+    """Cut a ``list:a:b:c`` binding to ``ppn`` entries; a shorter list is passed as given.
+
+    A list with fewer entries than ranks per node is valid PALS input (the
+    original ezpz passed it through), so it is not refused; :func:`cpu_bind_note`
+    says so in the dry run.
+    """
+    entries = _cpu_list(cpu_bind)
+    if entries is None or len(entries) <= ppn:
         return cpu_bind
-    entries = cpu_bind[len("list:") :].split(":")
-    if len(entries) < ppn:
-        raise SpecError(
-            f"cpu-bind list has {len(entries)} entries for {ppn} ranks per node",
-            cpu_bind,
-            "give one entry per rank, or --cpu-bind depth / none",
-        )
     return "list:" + ":".join(entries[:ppn])
+
+
+def cpu_bind_note(cpu_bind: str | None, ppn: int) -> str | None:
+    """What :func:`cut_cpu_bind` did to a ``list:`` binding, for the dry run; ``None`` when nothing."""
+    entries = _cpu_list(cpu_bind)
+    if entries is None or len(entries) == ppn:
+        return None
+    if len(entries) > ppn:
+        return f"list of {len(entries)} entries cut to ppn={ppn}"
+    return f"list of {len(entries)} entries for ppn={ppn}: passed as given (fewer entries than ranks per node)"
 
 
 @dataclass(frozen=True)
@@ -291,6 +360,7 @@ class Scheduler:
         provenance = {
             **spec.provenance,
             **lay.provenance,
+            **_cpu_bind_provenance(spec, lay.ppn),
             "hosts": allocation.source,
             "launcher": spec.provenance.get("launcher", f"default for {self.name}"),
         }
@@ -310,6 +380,13 @@ class Scheduler:
             retries=spec.retries,
             spec={**spec.model_dump(mode="json", exclude={"command"}), "accelerators_per_node": lay.accelerators},
         )
+
+
+def _cpu_bind_provenance(spec: LaunchSpec, ppn: int) -> dict[str, str]:
+    note = cpu_bind_note(spec.cpu_bind, ppn)
+    if note is None:
+        return {}
+    return {"cpu_bind": f"{spec.provenance.get('cpu_bind', 'spec')}; {note}"}
 
 
 class SchedulerRegistry:
