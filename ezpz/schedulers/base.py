@@ -237,6 +237,7 @@ class _Parts:
     flags: list[str]
     env: dict[str, str]
     tail: list[str]
+    oversubscribe: bool = False
 
 
 def _pals(p: _Parts) -> list[str]:
@@ -269,7 +270,10 @@ def _hydra(p: _Parts) -> list[str]:
 
 
 def _openmpi(p: _Parts) -> list[str]:
-    argv = ["mpirun", "-n", str(p.lay.np), "-N", str(p.lay.ppn)]
+    # Open MPI 5 deprecates -N (it is --map-by ppr:N:node, which then takes no
+    # second --map-by), so the count and the oversubscribe modifier share one.
+    mapping = f"ppr:{p.lay.ppn}:node" + (":OVERSUBSCRIBE" if p.oversubscribe else "")
+    argv = ["mpirun", "-n", str(p.lay.np), "--map-by", mapping]
     if p.hostfile:
         argv += ["--hostfile", p.hostfile]
     if bind := _bind_to(p, "Open MPI"):
@@ -356,6 +360,7 @@ class Scheduler:
             flags=list(spec.launcher_flags),
             env=env,
             tail=shim + list(spec.command),
+            oversubscribe=spec.oversubscribe,
         )
         provenance = {
             **spec.provenance,
