@@ -1,7 +1,7 @@
 """Host lists: hostfiles, Slurm node lists, and the hostfile a subset launch needs.
 
-Pure parsing; the only I/O is :func:`read_hostfile` reading the file it is
-given.  Slurm's compressed node lists are expanded by the maintained
+Pure parsing; the only I/O is :func:`read_hostfile` and :func:`read_host_set`
+reading the file they are given.  Slurm's compressed node lists are expanded by the maintained
 ``python-hostlist`` library, not by hand.
 """
 
@@ -16,7 +16,15 @@ import hostlist
 
 from ezpz.errors import SchedulerError, SpecError
 
-__all__ = ["HostSlots", "compress_nodelist", "expand_nodelist", "parse_hostfile", "read_hostfile"]
+__all__ = [
+    "HostSlots",
+    "compress_nodelist",
+    "expand_nodelist",
+    "parse_host_set",
+    "parse_hostfile",
+    "read_host_set",
+    "read_hostfile",
+]
 
 _HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _PLAIN = re.compile(r"(?:[ \t]*[A-Za-z0-9_][A-Za-z0-9_.\-]*[ \t]*(?:\n|\Z)|[ \t]*\n)*")
@@ -112,3 +120,45 @@ def expand_nodelist(nodelist: str) -> tuple[str, ...]:
 def compress_nodelist(hosts: tuple[str, ...] | list[str]) -> str:
     """Compress host names into a Slurm node list (inverse of :func:`expand_nodelist`)."""
     return hostlist.collect_hostlist(list(hosts))
+
+
+_HOST_SET_HINT = "use Slurm host-list syntax (nid[001-004],gpu7), @FILE or a path to a file of hosts"
+
+
+def parse_host_set(text: str, origin: str) -> tuple[str, ...]:
+    """Expand host-list text: words (or lines) in Slurm host-list syntax, ``#`` comments.
+
+    A hostfile's slot counts (``host:4``, ``host slots=4``) are ignored, so a
+    hostfile can be given as is.  ``origin`` names the option or file in errors.
+    """
+    hosts: dict[str, None] = {}
+    for raw in text.splitlines():
+        for word in raw.split("#", 1)[0].split():
+            if _SLOTS_KV.match(word):
+                continue
+            try:
+                expanded = hostlist.expand_hostlist(word.split(":", 1)[0])
+            except hostlist.BadHostlist as exc:
+                raise SpecError(f"cannot read the host list of {origin}: {exc}", word, _HOST_SET_HINT) from None
+            hosts.update(dict.fromkeys(expanded))
+    if not hosts:
+        raise SpecError(f"{origin} names no hosts", text, _HOST_SET_HINT)
+    return tuple(hosts)
+
+
+def read_host_set(value: str, option: str) -> tuple[str, ...]:
+    """Hosts named by ``value``: ``@FILE``, a path (it contains ``/``), or a Slurm host list.
+
+    A bare word is always a host list (``n2`` means host n2, never a file
+    named ``n2``); write ``@n2`` or ``./n2`` for the file.
+    """
+    if not value.startswith("@") and "/" not in value:
+        return parse_host_set(value, option)
+    path = Path(value.removeprefix("@"))
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"{option} file not found", str(path), _HOST_SET_HINT) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{option} file is not readable", str(path), type(exc).__name__) from None
+    return parse_host_set(text, f"{option} file {path}")

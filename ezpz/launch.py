@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ezpz.errors import SchedulerError
-from ezpz.hosts import read_hostfile
+from ezpz.hosts import read_host_set, read_hostfile
+from ezpz.log import get_logger
+from ezpz.placement import select_hosts
 from ezpz.plan import Plan
 from ezpz.plugins.manager import schedulers
 from ezpz.schedulers.base import Allocation, Scheduler, pick
@@ -29,6 +31,8 @@ from ezpz.spec import LaunchSpec, Layer, env_layer, merge_layers
 from ezpz.templates import find_template, templates_for_host
 
 __all__ = ["Resolved", "describe", "free_port", "plan_launch", "probe_accelerators", "resolve"]
+
+log = get_logger("ezpz.launch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +117,22 @@ def resolve(layers: Sequence[Layer], environ: Mapping[str, str] | None = None) -
     if spec.accelerators_per_node is None and alloc.accelerators is None:
         updates["accelerators"], probe = probe_accelerators()
         spec._provenance["accelerators_per_node"] = f"probe: {probe}"
-    return Resolved(spec, adapter, dataclasses.replace(alloc, **updates))
+    return Resolved(spec, adapter, _select(spec, dataclasses.replace(alloc, **updates)))
+
+
+def _select(spec: LaunchSpec, alloc: Allocation) -> Allocation:
+    """Leave out the hosts ``--exclude-hosts`` / ``--include-hosts`` / ``--spare-nodes`` say (before counting)."""
+    if not (spec.exclude_hosts or spec.include_hosts or spec.spare_nodes):
+        return alloc
+    selection = select_hosts(
+        alloc,
+        exclude=read_host_set(spec.exclude_hosts, "--exclude-hosts") if spec.exclude_hosts else (),
+        include=read_host_set(spec.include_hosts, "--include-hosts") if spec.include_hosts else None,
+        spares=spec.spare_nodes,
+    )
+    for warning in selection.warnings:
+        log.warning("%s", warning)
+    return selection.allocation
 
 
 _handed_out: set[int] = set()
@@ -165,6 +184,18 @@ def plan_launch(spec: LaunchSpec | Sequence[Layer], environ: Mapping[str, str] |
     return resolved.adapter.render(final, resolved.allocation)
 
 
+def _left_out_rows(plan: Plan, max_hosts: int) -> list[tuple[str, str, str]]:
+    """One dry-run row per reason hosts were left out: how many, which (the first ``max_hosts``)."""
+    by_reason: dict[str, list[str]] = {}
+    for host, why in plan.left_out:
+        by_reason.setdefault(why, []).append(host)
+    rows = []
+    for why, hosts in by_reason.items():
+        more = f", … ({len(hosts)} hosts)" if len(hosts) > max_hosts else ""
+        rows.append(("left out", ", ".join(hosts[:max_hosts]) + more, why))
+    return rows
+
+
 def describe(plan: Plan, max_hosts: int = 8) -> str:
     """Return the human dry run: where each value came from, the env, then the command."""
     shown = ", ".join(plan.hosts[:max_hosts]) + (f", … ({plan.nhosts} hosts)" if plan.nhosts > max_hosts else "")
@@ -182,6 +213,7 @@ def describe(plan: Plan, max_hosts: int = 8) -> str:
     rows += [(key, str(plan.spec.get(key, "")), source) for key, source in prov.items() if key not in named]
     rows += [(f"env {k}", v, "") for k, v in plan.env.items()]
     rows += [(f"writes {path}", f"{len(content.splitlines())} hosts", "") for path, content in plan.files]
+    rows += _left_out_rows(plan, max_hosts)
     width = max(len(r[0]) for r in rows)
     lines = [f"# {name:<{width}}  {value}" + (f"   [{source}]" if source else "") for name, value, source in rows]
     return "\n".join([*lines, str(plan)])

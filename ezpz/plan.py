@@ -38,6 +38,9 @@ class Plan:
         timeout: idle-watchdog seconds, or ``None``.
         retries: re-runs of a failed launch.
         spec: the resolved spec's fields (JSON-compatible), for the dry run.
+        left_out: (host, why) for each host of the job the launch does not
+            use: excluded, not included, or held as a spare.
+        spares: hosts held back (``--spare-nodes``), in order.
     """
 
     argv: tuple[str, ...]
@@ -54,6 +57,9 @@ class Plan:
     timeout: float | None = None
     retries: int = 0
     spec: dict[str, Any] = field(default_factory=dict)
+    # issue #14: host selection
+    left_out: tuple[tuple[str, str], ...] = ()
+    spares: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         """Return the shell-quoted command line."""
@@ -77,6 +83,8 @@ class Plan:
             "retries": self.retries,
             "provenance": dict(self.provenance),
             "spec": dict(self.spec),
+            "left_out": dict(self.left_out),
+            "spares": list(self.spares),
         }
 
     def to_json(self, indent: int | None = None) -> str:

@@ -81,6 +81,16 @@ class LaunchSpec(BaseModel):
     oversubscribe: bool = Field(False, description="Allow more ranks per node than accelerators.")
     master_port: int | None = Field(None, ge=1, le=65535, description="Rendezvous port; default: a free port.")
     rank_env: bool = Field(True, description="Give every rank torchrun's variables (RANK, WORLD_SIZE, ...).")
+    # issue #14: host selection and node failover
+    exclude_hosts: str | None = Field(
+        None, description="Hosts of the job to leave out: a Slurm host list (nid[001-004]), @FILE or a path."
+    )
+    include_hosts: str | None = Field(
+        None, description="Use only these hosts of the job: a Slurm host list, @FILE or a path."
+    )
+    spare_nodes: int = Field(
+        0, ge=0, le=10_000_000, description="Hosts of the job held back as spares: the last K usable ones."
+    )
 
     _provenance: dict[str, str] = PrivateAttr(default_factory=dict)
     _layers: list[Layer] = PrivateAttr(default_factory=list)
@@ -112,7 +122,7 @@ class LaunchSpec(BaseModel):
                 raise ValueError(f"bad variable name {key!r}: use letters, digits and _")
         return value
 
-    @field_validator("template", "scheduler")
+    @field_validator("template", "scheduler", "exclude_hosts", "include_hosts")
     @classmethod
     def _nonblank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
@@ -255,6 +265,9 @@ ENV_FIELDS = {
     "EZPZ_OVERSUBSCRIBE": "oversubscribe",
     "EZPZ_MASTER_PORT": "master_port",
     "EZPZ_ACCELERATORS_PER_NODE": "accelerators_per_node",
+    "EZPZ_EXCLUDE_HOSTS": "exclude_hosts",
+    "EZPZ_INCLUDE_HOSTS": "include_hosts",
+    "EZPZ_SPARE_NODES": "spare_nodes",
 }
 
 

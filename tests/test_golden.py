@@ -93,6 +93,8 @@ def record(plan: Plan, tmp: Path) -> dict[str, Any]:
         "timeout": plan.timeout,
         "retries": plan.retries,
     }
+    if plan.left_out:
+        data["left_out"] = dict(plan.left_out)
     return _normalise(data, str(tmp))
 
 

@@ -1,4 +1,4 @@
-"""Placement rules of issue #14: fill accelerators first, and short PALS cpu lists.
+"""Placement rules of issue #14: fill accelerators first, short PALS cpu lists, hosts left out.
 
 Allocations here are explicit values (a PBS or Slurm job's hosts, mocked:
 there is no PBS server and no GPU on this machine); the rules are pure.
@@ -7,14 +7,18 @@ there is no PBS server and no GPU on this machine); the rules are pure.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ezpz import LaunchSpec
-from ezpz.errors import SpecError
-from ezpz.launch import describe
+from ezpz.cli import main
+from ezpz.errors import SchedulerError, SpecError
+from ezpz.hosts import read_host_set
+from ezpz.launch import describe, plan_launch
+from ezpz.placement import select_hosts
 from ezpz.schedulers.base import Allocation, cpu_bind_note, cut_cpu_bind, pack_accelerators_first
 from ezpz.schedulers.pbs import PBS
 
@@ -114,3 +118,101 @@ def test_long_cpu_list_is_cut_and_the_dry_run_says_so() -> None:
     assert cpu_bind_note(AURORA_CPUS, 6) == "list of 12 entries cut to ppn=6"
     assert cpu_bind_note(AURORA_CPUS, 12) is None
     assert cpu_bind_note("depth", 3) is None
+
+
+# --- leaving hosts out: --exclude-hosts, --include-hosts, --spare-nodes --------
+
+
+def job(*hosts: str, slots: tuple[int, ...] | None = None) -> Allocation:
+    """A PBS job's allocation from its nodefile (mocked: no PBS server here)."""
+    return Allocation(scheduler="pbs", hosts=hosts, job_id="1.pbs", hostfile="/pbs/nodefile", slots=slots, source="PBS")
+
+
+def test_exclude_include_and_spares_leave_hosts_out_before_counting() -> None:
+    chosen = select_hosts(job("a1", "a2", "a3", "a4", "a5"), exclude={"a2"}, spares=1).allocation
+    assert chosen.hosts == ("a1", "a3", "a4")
+    assert chosen.spares == ("a5",)
+    assert chosen.left_out == (("a2", "excluded (--exclude-hosts)"), ("a5", "spare (--spare-nodes 1)"))
+    plan = PBS().render(LaunchSpec(command=CMD, master_port=1, ppn=2, spare_nodes=1), chosen)
+    # Counting sees the 3 usable hosts only, and the nodefile is replaced by a subset hostfile.
+    assert (plan.np, plan.nhosts, plan.hosts) == (6, 3, ("a1", "a3", "a4"))
+    assert plan.files[0][1] == "a1\na3\na4\n"
+    assert "--hostfile=/pbs/nodefile" not in plan.argv
+    text = describe(plan)
+    assert "a2   [excluded (--exclude-hosts)]" in text and "a5   [spare (--spare-nodes 1)]" in text
+    assert plan.to_dict()["left_out"] == {"a2": "excluded (--exclude-hosts)", "a5": "spare (--spare-nodes 1)"}
+
+
+def test_include_keeps_job_order_and_slots() -> None:
+    chosen = select_hosts(job("a1", "a2", "a3", slots=(1, 2, 3)), include={"a3", "a1"}).allocation
+    assert (chosen.hosts, chosen.slots) == (("a1", "a3"), (1, 3))
+    assert dict(chosen.left_out) == {"a2": "not in --include-hosts"}
+
+
+def test_host_not_in_the_job_warns_and_is_ignored() -> None:
+    selection = select_hosts(job("a1", "a2"), exclude={"a2", "zz9"})
+    assert selection.allocation.hosts == ("a1",)
+    assert selection.warnings == ("--exclude-hosts names hosts that are not in the job (zz9); ignored",)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parts"),
+    [
+        ({"exclude": {"a1", "a2"}}, ("leaves out every host", "a[1-2]", "leave at least one in")),
+        ({"include": {"b1"}}, ("no host of the job is in --include-hosts", "b1", "a[1-2]")),
+        ({"spares": 2}, ("beside the spares", "--spare-nodes 2", "--spare-nodes 1 or fewer")),
+        ({"exclude": {"a1"}, "spares": 1}, ("1 usable hosts", "--spare-nodes 0 or fewer")),
+    ],
+)
+def test_nothing_left_to_run_on_is_one_line(kwargs: dict[str, object], parts: tuple[str, ...]) -> None:
+    with pytest.raises(SpecError) as info:
+        select_hosts(job("a1", "a2"), **kwargs)  # type: ignore[arg-type]
+    line = info.value.line()
+    assert "\n" not in line and all(part in line for part in parts), line
+
+
+@pytest.mark.parametrize(
+    ("flags", "part"),
+    [
+        (["--exclude-hosts", "x4000c0s[0-1]b0n0"], "leaves out every host"),
+        (["--spare-nodes", "2"], "--spare-nodes 1 or fewer"),
+        (["--include-hosts", "nid[1-2"], "cannot read the host list of --include-hosts"),
+        (["--exclude-hosts", "@/nonexistent/bad-hosts"], "--exclude-hosts file not found"),
+    ],
+)
+def test_bad_host_selection_from_the_cli_is_one_line_exit_2(
+    flags: list[str], part: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PBS is faked by its environment (PBS_JOBID + a nodefile): there is no PBS server here."""
+    nodefile = tmp_path / "nodefile"
+    nodefile.write_text("x4000c0s0b0n0\nx4000c0s1b0n0\n")
+    monkeypatch.setenv("PBS_JOBID", "1.aurora")
+    monkeypatch.setenv("PBS_NODEFILE", str(nodefile))
+    assert main(["launch", "-t", "aurora", *flags, "--dry-run", "--", "python3", "x.py"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and part in err[0], err
+
+
+def test_exclude_hosts_on_a_pbs_nodefile_warns_for_unknown_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PBS is faked by its environment (PBS_JOBID + a nodefile): there is no PBS server here."""
+    nodefile = tmp_path / "nodefile"
+    nodefile.write_text("".join(f"x4000c0s{i}b0n0\n" for i in range(4)))
+    environ = {"PBS_JOBID": "1.aurora", "PBS_NODEFILE": str(nodefile), "EZPZ_MASTER_PORT": "29500"}
+    layers = [("flags", {"command": CMD, "template": "aurora", "exclude_hosts": "x4000c0s[1-2]b0n0,x9999c0s0b0n0"})]
+    plan = plan_launch(layers, environ)
+    assert plan.hosts == ("x4000c0s0b0n0", "x4000c0s3b0n0") and (plan.np, plan.ppn) == (24, 12)
+    assert "not in the job (x9999c0s0b0n0); ignored" in caplog.text
+    # -nh counts usable hosts only: a third host is more than the job has left.
+    with pytest.raises(SchedulerError) as info:
+        plan_launch([("flags", {**layers[0][1], "nhosts": 3})], environ)
+    assert "(2)" in info.value.line()
+
+
+def test_host_sets_read_slurm_syntax_files_and_hostfiles(tmp_path: Path) -> None:
+    listed = tmp_path / "bad"
+    listed.write_text("# drained\nnid[001-002] gpu7:4\nn9 slots=2\n")
+    assert read_host_set("nid[001-003],gpu7", "--exclude-hosts") == ("nid001", "nid002", "nid003", "gpu7")
+    assert read_host_set(f"@{listed}", "--exclude-hosts") == ("nid001", "nid002", "gpu7", "n9")
+    assert read_host_set(str(listed), "--exclude-hosts") == ("nid001", "nid002", "gpu7", "n9")

@@ -187,6 +187,19 @@ def test_launch_first_node_only(payload: Path) -> None:
     assert {r["SLURM_NODEID"] for r in rows} == {"0"}
 
 
+def test_launch_exclude_hosts_runs_only_on_the_kept_node(payload: Path) -> None:
+    """Issue #14: --exclude-hosts n1 in a real 2-node allocation: every rank on n2, which is MASTER_ADDR too."""
+    out = slurm.in_allocation(_launch("--exclude-hosts", "n1", "--", slurm.PYTHON, str(payload)))
+    assert out.returncode == 0, out.stderr
+    rows = sorted(slurm.json_objects(out.stdout), key=lambda r: int(r["RANK"]))
+    assert [(r["RANK"], r["LOCAL_RANK"], r["SLURMD_NODENAME"]) for r in rows] == [
+        ("0", "0", "n2"),
+        ("1", "1", "n2"),
+    ]
+    assert {r["WORLD_SIZE"] for r in rows} == {"2"}
+    assert {r["MASTER_ADDR"] for r in rows} == {"n2"}
+
+
 @pytest.mark.parametrize(("flags", "word"), [(("-nh", "3"), "3"), (("-n", "8"), "8")], ids=["nodes", "ranks"])
 def test_launch_more_than_allocated_is_one_line(tmp_path: Path, flags: tuple[str, ...], word: str) -> None:
     marker = tmp_path / "started"

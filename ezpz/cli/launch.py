@@ -37,6 +37,10 @@ _DIRECT = (
     "timeout",
     "retries",
     "oversubscribe",
+    # issue #14: host selection and node failover
+    "exclude_hosts",
+    "include_hosts",
+    "spare_nodes",
 )
 
 
@@ -128,6 +132,17 @@ def launch(
     oversubscribe: Annotated[
         bool, typer.Option("--oversubscribe", help="Allow more ranks per node than accelerators.")
     ] = False,
+    exclude_hosts: Annotated[
+        str | None,
+        typer.Option("--exclude-hosts", help="Hosts to leave out: Slurm host list (nid[001-004]), @FILE or a path."),
+    ] = None,
+    include_hosts: Annotated[
+        str | None, typer.Option("--include-hosts", help="Use only these hosts: Slurm host list, @FILE or a path.")
+    ] = None,
+    spare_nodes: Annotated[
+        int | None,
+        typer.Option("--spare-nodes", help="Hold the last K usable hosts back as spares."),
+    ] = None,
     log_file: Annotated[Path | None, typer.Option("--log-file", help="Ranks also log JSON lines to this file.")] = None,
     no_rank_env: Annotated[bool, typer.Option("--no-rank-env", help="Do not give ranks torchrun's variables.")] = False,
     dry_run: Annotated[

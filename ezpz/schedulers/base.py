@@ -57,6 +57,10 @@ class Allocation:
         source: where the hosts were read from, for the dry run.
         tmpdir: directory for files a launch writes (subset hostfiles).
         python: interpreter for the per-rank shim (``python -m ezpz.rankenv``).
+        spares: hosts held back for node failover (``--spare-nodes``), in order.
+        spare_slots: slots of ``spares``, when ``slots`` is known.
+        left_out: (host, why) for every job host not in ``hosts``
+            (``--exclude-hosts``, ``--include-hosts``, spares).
     """
 
     scheduler: str
@@ -68,6 +72,10 @@ class Allocation:
     source: str = ""
     tmpdir: str = "/tmp"
     python: str = "python3"
+    # issue #14: host selection (ezpz.placement)
+    spares: tuple[str, ...] = ()
+    spare_slots: tuple[int, ...] | None = None
+    left_out: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,7 +178,8 @@ def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
         if ppn is None:
             ppn, out["ppn"] = _default_ppn(alloc, accel, how)
         if nh is None:
-            nh, out["nhosts"] = avail, f"all hosts of the job ({alloc.source})"
+            left = f", {len(alloc.left_out)} left out" if alloc.left_out else ""
+            nh, out["nhosts"] = avail, f"all {'usable ' if left else ''}hosts of the job ({alloc.source}{left})"
         np = nh * ppn
         out["np"] = "nhosts × ppn"
     assert nh is not None and ppn is not None
@@ -331,7 +340,11 @@ class Scheduler:
         lay = layout(spec, allocation)
         launcher = spec.launcher or self.default_launcher
         # srun must be told which nodes a hostfile names (it has no hostfile flag).
-        subset = lay.nhosts < len(allocation.hosts) or (launcher == "srun" and spec.hostfile is not None)
+        subset = (
+            lay.nhosts < len(allocation.hosts)
+            or bool(allocation.left_out)
+            or (launcher == "srun" and spec.hostfile is not None)
+        )
         files: tuple[tuple[str, str], ...] = ()
         hostfile: str | None = None
         if launcher != "srun" and (subset or allocation.hostfile or spec.hostfile):
@@ -384,6 +397,8 @@ class Scheduler:
             timeout=spec.timeout,
             retries=spec.retries,
             spec={**spec.model_dump(mode="json", exclude={"command"}), "accelerators_per_node": lay.accelerators},
+            left_out=allocation.left_out,
+            spares=allocation.spares,
         )
 
 
