@@ -26,6 +26,8 @@ __all__ = [
     "SpecError",
     "TemplateError",
     "closest",
+    "one_line",
+    "plural",
 ]
 
 
@@ -46,12 +48,21 @@ class EzpzError(Exception):
 
     def line(self) -> str:
         """Return the one-line message: ``what (given ...); hint``."""
-        text = self.what
-        if self.given is not None:
-            text += f" (given {self.given!r})" if isinstance(self.given, str) else (f" (given {self.given})")
-        if self.hint:
-            text += f"; {self.hint}"
-        return text.replace("\n", " ")
+        return one_line(self.what, self.given, self.hint)
+
+
+def one_line(what: str, given: object = None, hint: str | None = None) -> str:
+    """Assemble ``what (given ...); hint`` on one line, without doubled punctuation.
+
+    A ``what`` that ends in a full stop (Click's ``Missing argument 'x'.``)
+    loses it before the parenthesis or the ``;``: never ``.;``.
+    """
+    text = what.rstrip(".;, ")
+    if given is not None:
+        text += f" (given {given!r})" if isinstance(given, str) else f" (given {given})"
+    if hint:
+        text += f"; {hint}"
+    return text.replace("\n", " ")
 
 
 class SpecError(EzpzError):
@@ -100,3 +111,11 @@ def closest(given: str, valid: Iterable[str]) -> str:
     if match:
         text += f"; did you mean {match[0]!r}?"
     return text
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """Return ``"1 host"`` / ``"2 hosts"``: the count and the noun in the right number.
+
+    ``many`` is the plural when it is not ``noun + "s"`` (``plural(2, "process", "processes")``).
+    """
+    return f"{count} {noun if count == 1 else (many or noun + 's')}"

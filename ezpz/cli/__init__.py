@@ -11,12 +11,13 @@ as one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import typer
 from typer.exceptions import TyperException
 
-from ezpz.errors import EzpzError
+from ezpz.errors import EzpzError, one_line
 
 __all__ = ["app", "main"]
 
@@ -46,11 +47,28 @@ def _root(
     """Portable distributed PyTorch launches: laptop, Slurm and PBS with one command."""
 
 
+def _first_paragraph(text: str | None) -> str | None:
+    """The first paragraph of a help text, on one line (Click would cut it at 45 characters)."""
+    if not text:
+        return None
+    return " ".join(inspect.cleandoc(text).split("\n\n", 1)[0].split())
+
+
+def _whole_short_help(group: typer.Typer) -> None:
+    """Give every command of ``group`` (and of its sub-groups) its whole first paragraph as the ``--help`` line."""
+    for command in group.registered_commands:
+        command.short_help = command.short_help or _first_paragraph(command.help or command.callback.__doc__)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _whole_short_help(sub.typer_instance)
+
+
 def _register() -> None:
     from ezpz.cli import doctor, envs, launch, report, spec, submit, templates, test
 
     for module in (launch, submit, templates, spec, doctor, envs, report, test):
         module.register(app)
+    _whole_short_help(app)
 
 
 _register()
@@ -84,6 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         ctx = getattr(exc, "ctx", None)
         where = f"{ctx.command_path}: " if ctx is not None else ""
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        error_line(f"{where}{message}; run with --help for usage")
+        error_line(one_line(f"{where}{message}", hint="run with --help for usage"))
         return int(getattr(exc, "exit_code", 2)) or 2
     return result if isinstance(result, int) else 0

@@ -3,22 +3,24 @@
 After ``--``, or after the first word of the command, nothing is ezpz's:
 ``ezpz launch -n 2 -- python t.py -n 5 --help`` passes ``-n 5 --help`` to
 ``t.py``.  Words before ``--`` that ezpz does not know go to the launcher,
-values included (``ezpz launch --no-vni -launcher fork -- python train.py``);
-without ``--``, the first word that is not an option starts the command, so
-launcher flags then need the ``--flag=value`` form.
+values included (``ezpz launch --no-vni -launcher fork -- python train.py``).
+The split, and its checks for mistyped options and ambiguous words, is
+:func:`ezpz.cli.args.split_args`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
 
+from ezpz.cli.args import split_args
 from ezpz.spec import Layer
 
-__all__ = ["COMMAND_KEY", "FLAGS_KEY", "LaunchCommand", "launch", "launch_layers", "register"]
+__all__ = ["COMMAND_KEY", "FLAGS_KEY", "LaunchCommand", "ezpz_options", "launch", "launch_layers", "register"]
 
 #: ``ctx.meta`` keys where :class:`LaunchCommand` puts the user's command and the launcher flags.
 COMMAND_KEY = "ezpz.command"
@@ -48,35 +50,20 @@ class LaunchCommand(TyperCommand):
     """A command that splits its arguments into ezpz options, launcher flags and the user's command."""
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
-        """Keep ezpz's own options for Click; set the rest aside in ``ctx.meta``."""
-        known = {opt: p for p in self.get_params(ctx) for opt in (*p.opts, *p.secondary_opts)}
-        # With "--", everything before it that is not ours goes to the launcher
-        # (values included: "-launcher fork"); without it, the first plain word
-        # starts the command.
-        split = args.index("--") if "--" in args else None
-        head = args if split is None else args[:split]
-        command: list[str] = [] if split is None else args[split + 1 :]
-        ours: list[str] = []
-        flags: list[str] = []
-        i = 0
-        while i < len(head):
-            token = head[i]
-            param = known.get(token.split("=", 1)[0])
-            if param is not None:
-                ours.append(token)
-                takes_value = not getattr(param, "is_flag", True) and not getattr(param, "count", False)
-                if "=" not in token and takes_value and i + 1 < len(head):
-                    ours.append(head[i + 1])
-                    i += 1
-            elif split is not None or (token.startswith("-") and token != "-"):
-                flags.append(token)
-            else:
-                command = head[i:]
-                break
-            i += 1
-        ctx.meta[COMMAND_KEY] = command
-        ctx.meta[FLAGS_KEY] = flags
-        return super().parse_args(ctx, ours)
+        """Keep ezpz's own options for Click; set the rest aside in ``ctx.meta`` (see :mod:`ezpz.cli.args`)."""
+        split = split_args(args, ezpz_options(self.get_params(ctx)))
+        ctx.meta[COMMAND_KEY] = split.command
+        ctx.meta[FLAGS_KEY] = split.launcher_flags
+        return super().parse_args(ctx, split.ours)
+
+
+def ezpz_options(params: Iterable[Any]) -> dict[str, bool]:
+    """Map every spelling of a command's options to whether it takes a value."""
+    return {
+        opt: not getattr(p, "is_flag", True) and not getattr(p, "count", False)
+        for p in params
+        for opt in (*p.opts, *p.secondary_opts)
+    }
 
 
 def launch_layers(ctx: typer.Context, options: dict[str, Any]) -> list[Layer]:
@@ -145,6 +132,13 @@ def launch(
     ] = None,
     log_file: Annotated[Path | None, typer.Option("--log-file", help="Ranks also log JSON lines to this file.")] = None,
     no_rank_env: Annotated[bool, typer.Option("--no-rank-env", help="Do not give ranks torchrun's variables.")] = False,
+    launcher_flag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--launcher-flag",
+            help="Hand this word to the launcher as it is, even if it looks like an ezpz option (repeatable).",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the command and where each value came from.")
     ] = False,

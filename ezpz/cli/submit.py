@@ -15,7 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ezpz.cli.launch import FLAGS_KEY, LaunchCommand, launch, launch_layers
+from ezpz.cli.args import PASS_OPTION, looks_like_ours
+from ezpz.cli.launch import FLAGS_KEY, LaunchCommand, ezpz_options, launch, launch_layers
 
 __all__ = ["register"]
 
@@ -68,7 +69,11 @@ def _launch_options(ctx: typer.Context) -> list[str]:
         else:
             for item in value if getattr(param, "multiple", False) else [value]:
                 argv += [flag, str(item)]
-    return [*argv, *ctx.meta[FLAGS_KEY]]
+    # A launcher flag that looks like an ezpz option would stop the script's
+    # ezpz launch as a typo: hand it on explicitly.
+    ours = ezpz_options(ctx.command.params)
+    flags = [f"{PASS_OPTION}={flag}" if looks_like_ours(flag, ours) else flag for flag in ctx.meta[FLAGS_KEY]]
+    return [*argv, *flags]
 
 
 def submit(ctx: typer.Context, **options: Any) -> int:
