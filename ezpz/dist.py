@@ -18,7 +18,9 @@ training script rewrites:
    used last, with a warning (:func:`resolve_rendezvous`).  Meeting is
    bounded by ``timeout`` so a mismatch fails with one line instead of
    hanging.
-5. **Process group**, local device, per-rank seeds.
+5. **Process group**, local device (:func:`device_index`: device 0 of what
+   the rank sees under ``ezpz launch --device-mask``, else the local rank),
+   per-rank seeds.
 
 World size 1 takes a fast path: no process group, no rendezvous.
 
@@ -53,6 +55,7 @@ __all__ = [
     "barrier",
     "cleanup",
     "detect_device_type",
+    "device_index",
     "get_dist_info",
     "get_local_rank",
     "get_rank",
@@ -316,10 +319,24 @@ def _set_env(values: Mapping[str, str]) -> None:
         os.environ[key] = value
 
 
+def device_index(local_rank: int, count: int, environ: Mapping[str, str] | None = None) -> int:
+    """Return the index of this rank's device among the ``count`` it sees.
+
+    0 when ``ezpz launch --device-mask`` already narrowed what this rank sees
+    (the rank shim set the variable ``EZPZ_DEVICE_VAR`` names); otherwise the
+    local rank, modulo ``count``, as torchrun scripts do.
+    """
+    env = os.environ if environ is None else environ
+    var = env.get("EZPZ_DEVICE_VAR", "")
+    if var and env.get(var, "").strip():
+        return 0
+    return local_rank % max(count, 1)
+
+
 def _set_device(torch: Any, device_type: str, local_rank: int) -> None:
     if device_type in ("cuda", "xpu"):
         module = getattr(torch, device_type)
-        module.set_device(local_rank % max(module.device_count(), 1))
+        module.set_device(device_index(local_rank, module.device_count()))
 
 
 def _seed(torch: Any, seed: int) -> None:

@@ -3,7 +3,8 @@
 The launcher runs ``python -m ezpz.rankenv CMD...`` on every rank.  This reads
 the rank from the launcher's own variables (:func:`ezpz.ranks.rank_info`),
 exports ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` (the
-plan already exported ``MASTER_ADDR``/``MASTER_PORT``) and replaces itself
+plan already exported ``MASTER_ADDR``/``MASTER_PORT``), this rank's device
+mask when the plan has one (:func:`ezpz.ranks.device_env`) and replaces itself
 with ``CMD`` so signals and the exit status belong to the user's program.
 Standard library only, so it costs one bare interpreter start per rank.
 """
@@ -14,7 +15,7 @@ import os
 import sys
 
 from ezpz.errors import EzpzError
-from ezpz.ranks import rank_info, torchrun_env
+from ezpz.ranks import device_env, rank_info, torchrun_env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     environ = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
     try:
         info = rank_info(environ)
+        devices = device_env(environ, info.local_rank)
     except EzpzError as exc:
         print(f"error: {exc.line()}", file=sys.stderr)
         return 2
     os.environ.update(torchrun_env(info))
+    os.environ.update(devices)
     try:
         os.execvp(args[0], args)
     except OSError as exc:

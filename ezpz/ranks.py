@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ezpz.errors import DistError
 
-__all__ = ["RankInfo", "rank_info", "torchrun_env"]
+__all__ = ["RankInfo", "device_env", "rank_info", "torchrun_env"]
 
 #: Candidate variables, most specific first.  PALS (Aurora, Polaris) sets the
 #: PMI_* names and PALS_*; MPICH hydra sets PMI_RANK/PMI_SIZE and
@@ -120,3 +120,45 @@ def torchrun_env(info: RankInfo) -> dict[str, str]:
         "LOCAL_RANK": str(info.local_rank),
         "LOCAL_WORLD_SIZE": str(info.local_world_size),
     }
+
+
+def _through(item: str, seen: list[str], var: str) -> str:
+    """Map one mask item (``D`` or ``D.T``) through the devices ``var`` already lists."""
+    head, dot, tail = item.partition(".")
+    if not head.isdigit() or int(head) >= len(seen):
+        raise DistError(
+            f"{var} lists {len(seen)} device(s), fewer than the device mask needs",
+            f"{var}={','.join(seen)} mask entry {item}",
+            f"give the job every device of the node, or unset {var}",
+        )
+    picked = seen[int(head)]
+    if dot and "." in picked:
+        raise DistError(f"{var} already names tiles", f"{var}={','.join(seen)}", "use --device-mask ze")
+    return picked + dot + tail
+
+
+def device_env(environ: Mapping[str, str], local_rank: int) -> dict[str, str]:
+    """Return this rank's device mask from the plan's ``EZPZ_DEVICE_VAR`` / ``EZPZ_DEVICE_MAP``.
+
+    ``EZPZ_DEVICE_MAP`` holds one entry per local rank (``0 1 2 3``, or
+    ``0.0 0.1 …`` for tiles); each entry counts the node's devices from 0.
+    When the variable is already set (Slurm sets ``CUDA_VISIBLE_DEVICES`` to
+    a step's GPUs; a user may pick devices before launching), an entry
+    counts the devices that list names: ``CUDA_VISIBLE_DEVICES=4,5,6,7`` and
+    entry ``1`` give ``5``.  Empty when the plan sets no mask.
+    """
+    var = environ.get("EZPZ_DEVICE_VAR", "")
+    entries = environ.get("EZPZ_DEVICE_MAP", "").split()
+    if not var or not entries:
+        return {}
+    if local_rank >= len(entries):
+        raise DistError(
+            "local rank has no entry in the device mask",
+            f"local_rank={local_rank} EZPZ_DEVICE_MAP={' '.join(entries)}",
+            "the launcher put more ranks on this node than planned; check -ppn",
+        )
+    entry = entries[local_rank]
+    seen = [d for d in environ.get(var, "").split(",") if d.strip()]
+    if seen:
+        entry = ",".join(_through(item, seen, var) for item in entry.split(","))
+    return {var: entry}

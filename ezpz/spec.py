@@ -91,6 +91,11 @@ class LaunchSpec(BaseModel):
     spare_nodes: int = Field(
         0, ge=0, le=10_000_000, description="Hosts of the job held back as spares: the last K usable ones."
     )
+    # Device masks per rank (#14, part 2).
+    device_mask: Literal["none", "cuda", "rocr", "ze", "ze-tile"] | None = Field(
+        None,
+        description="Give each rank its own accelerators: cuda, rocr, ze (whole devices) or ze-tile (gpu.tile); none.",
+    )
 
     _provenance: dict[str, str] = PrivateAttr(default_factory=dict)
     _layers: list[Layer] = PrivateAttr(default_factory=list)
@@ -268,6 +273,7 @@ ENV_FIELDS = {
     "EZPZ_EXCLUDE_HOSTS": "exclude_hosts",
     "EZPZ_INCLUDE_HOSTS": "include_hosts",
     "EZPZ_SPARE_NODES": "spare_nodes",
+    "EZPZ_DEVICE_MASK": "device_mask",
 }
 
 

@@ -334,3 +334,28 @@ def test_importing_runtime_modules_does_not_import_torch():
         "assert 'torch' not in sys.modules and 'mpi4py' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_device_index_is_zero_under_an_ezpz_mask_else_the_local_rank():
+    # No GPU here: device counts are given, not probed.
+    assert dist.device_index(3, 4, {}) == 3
+    assert dist.device_index(5, 4, {}) == 1
+    assert dist.device_index(2, 0, {}) == 0
+    masked = {"EZPZ_DEVICE_VAR": "CUDA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES": "4,5"}
+    # Local rank 2 of 4 on 8 GPUs sees its block of two: its device is the first of them.
+    assert dist.device_index(2, 2, masked) == 0
+    # The plan asked for a mask but the variable is blank: fall back to the local rank.
+    assert dist.device_index(1, 2, {**masked, "CUDA_VISIBLE_DEVICES": ""}) == 1
+
+
+def test_set_device_picks_device_zero_of_a_masked_rank(monkeypatch):
+    # Mocked: torch.cuda on this CPU machine.
+    picked: list[int] = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", picked.append)
+    monkeypatch.setenv("EZPZ_DEVICE_VAR", "CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    dist._set_device(torch, "cuda", 1)
+    monkeypatch.delenv("EZPZ_DEVICE_VAR")
+    dist._set_device(torch, "cuda", 3)
+    assert picked == [0, 1]

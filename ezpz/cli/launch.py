@@ -43,6 +43,8 @@ _DIRECT = (
     "exclude_hosts",
     "include_hosts",
     "spare_nodes",
+    # issue #14 part 2: device masks
+    "device_mask",
 )
 
 
@@ -129,6 +131,10 @@ def launch(
     spare_nodes: Annotated[
         int | None,
         typer.Option("--spare-nodes", help="Hold the last K usable hosts back as spares."),
+    ] = None,
+    device_mask: Annotated[
+        str | None,
+        typer.Option("--device-mask", help="Each rank sees only its accelerators: cuda, rocr, ze, ze-tile, or none."),
     ] = None,
     log_file: Annotated[Path | None, typer.Option("--log-file", help="Ranks also log JSON lines to this file.")] = None,
     no_rank_env: Annotated[bool, typer.Option("--no-rank-env", help="Do not give ranks torchrun's variables.")] = False,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ezpz.errors import SchedulerError, SpecError, closest
 from ezpz.hosts import compress_nodelist
 from ezpz.plan import Plan
+from ezpz.schedulers.devices import device_plan_env
 
 if TYPE_CHECKING:
     from ezpz.spec import LaunchSpec
@@ -364,6 +365,15 @@ class Scheduler:
             "EZPZ_LOCAL_WORLD_SIZE": str(lay.ppn),
             **spec.env,
         }
+        masks, mask_note = device_plan_env(
+            spec.device_mask,
+            ppn=lay.ppn,
+            accelerators=lay.accelerators,
+            env=spec.env,
+            rank_env=spec.rank_env,
+            source=spec.provenance.get("device_mask", "spec"),
+        )
+        env.update(masks)
         shim = [allocation.python, "-m", "ezpz.rankenv"] if spec.rank_env else []
         parts = _Parts(
             lay=lay,
@@ -381,6 +391,7 @@ class Scheduler:
             **_cpu_bind_provenance(spec, lay.ppn),
             "hosts": allocation.source,
             "launcher": spec.provenance.get("launcher", f"default for {self.name}"),
+            **({"device_mask": mask_note} if spec.device_mask else {}),
         }
         return Plan(
             argv=tuple(DIALECTS[launcher](parts)),
