@@ -24,11 +24,24 @@ def _guard_environ() -> Iterator[None]:
         pytest.fail(f"test leaked changes to os.environ: {changed}")
 
 
+#: The old spelling of ``--regen-golden``; now refused, so a stray export cannot rewrite the goldens.
+REGEN_VAR = "EZPZ_REGEN_GOLDEN"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to run while ``EZPZ_REGEN_GOLDEN`` is set (regeneration is ``--regen-golden`` only)."""
+    if REGEN_VAR in os.environ:
+        raise pytest.UsageError(
+            f"{REGEN_VAR} is set ({os.environ[REGEN_VAR]!r}); golden files are rewritten only by"
+            " `pytest tests/test_golden.py tests/test_submit.py --regen-golden`: unset it"
+        )
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--regen-golden``: rewrite tests/golden/expected/*.json from the current rendering."""
+    """``--regen-golden``: rewrite the golden files (tests/golden/expected, tests/golden/submit)."""
     parser.addoption(
         "--regen-golden",
         action="store_true",
         default=False,
-        help="rewrite the golden argv files (tests/golden/expected) instead of failing on a difference",
+        help="rewrite the golden files (tests/golden/expected, tests/golden/submit) instead of failing on a difference",
     )

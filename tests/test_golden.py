@@ -20,8 +20,8 @@ Each ``tests/golden/cases/NAME.toml`` describes one launch:
 ``tests/golden/expected/NAME.json`` holds the rendered plan with ``{tmp}`` for
 tmp_path and ``{python}`` for ``sys.executable`` (the per-rank shim
 ``python -m ezpz.rankenv``).  A missing expectation fails; rewrite them with
-``pytest tests/test_golden.py --regen-golden`` (or ``EZPZ_REGEN_GOLDEN=1``) and
-review the diff.  PBS itself is mocked through its environment (there is no
+``pytest tests/test_golden.py --regen-golden`` (nothing else: a run with
+``EZPZ_REGEN_GOLDEN`` set is refused, see tests/conftest.py) and review the diff.  PBS itself is mocked through its environment (there is no
 PBS server for this machine); Slurm likewise here (real Slurm runs live in
 ``test_slurm_real.py``).
 """
@@ -33,7 +33,9 @@ import io
 import json
 import os
 import shlex
+import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -58,7 +60,7 @@ MASTER_PORT = "29500"
 
 
 def _regen(request: pytest.FixtureRequest) -> bool:
-    return bool(request.config.getoption("--regen-golden")) or os.environ.get("EZPZ_REGEN_GOLDEN") == "1"
+    return bool(request.config.getoption("--regen-golden"))
 
 
 def _summary(items: list[str]) -> list[str] | dict[str, Any]:
@@ -225,3 +227,39 @@ def test_srun_with_a_hostfile_names_its_nodes(tmp_path: Path, monkeypatch: pytes
     assert plan.hosts == ("nid000003", "nid000004")
     assert plan.env["MASTER_ADDR"] == "nid000003"
     assert "--nodelist=nid[000003-000004]" in plan.argv, str(plan)
+
+
+def test_regen_variable_fails_the_run_and_rewrites_nothing(tmp_path: Path) -> None:
+    """``EZPZ_REGEN_GOLDEN=1`` (the old spelling) must stop a real pytest run, not rewrite the goldens.
+
+    Runs pytest on a copy of this file, tests/conftest.py and tests/golden, with one golden made
+    stale: a run that honoured the variable would rewrite it (and pass).
+    """
+    copy = tmp_path / "tests"
+    shutil.copytree(GOLDEN, copy / "golden")
+    for name in ("conftest.py", Path(__file__).name):
+        shutil.copy(Path(__file__).parent / name, copy / name)
+    case = CASES[0].stem
+    expected = copy / "golden" / "expected" / f"{case}.json"
+    stale = expected.read_text().replace('"np": ', '"np": 1', 1)
+    expected.write_text(stale)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"tests/{Path(__file__).name}::test_golden[{case}]",
+        ],
+        env={**os.environ, "EZPZ_REGEN_GOLDEN": "1"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out
+    assert "EZPZ_REGEN_GOLDEN is set" in out and "--regen-golden" in out, out
+    assert expected.read_text() == stale, "the golden file was rewritten"

@@ -2,8 +2,8 @@
 
 The PBS and Slurm scripts are rendered through the real Typer command
 (``ezpz submit ... --dry-run``) and compared with ``tests/golden/submit/``.
-A missing golden file fails; rewrite them with ``EZPZ_REGEN_GOLDEN=1`` and
-review the diff.  There is no PBS server for this machine, so ``qsub`` is a
+A missing golden file fails; rewrite them with ``pytest tests/test_submit.py
+--regen-golden`` and review the diff.  There is no PBS server for this machine, so ``qsub`` is a
 fake script on ``PATH`` that records what it was given (mocked); ``sbatch``
 runs for real against the local two-node cluster (``scripts/slurm-cluster.sh
 up``) in the test marked ``slurm``.
@@ -36,7 +36,6 @@ from ezpz.submit import (
 from ezpz.templates import find_template, template_files
 
 GOLDEN = Path(__file__).parent / "golden" / "submit"
-REGEN = os.environ.get("EZPZ_REGEN_GOLDEN") == "1"
 
 
 @pytest.fixture(autouse=True)
@@ -75,15 +74,17 @@ CASES: dict[str, list[str]] = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_golden_script(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_golden_script(name: str, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
     args = CASES[name]
     code, out, err = run_cli(capsys, ["--dry-run", *args])
     assert code == 0, err
     path = GOLDEN / name
-    if REGEN:
+    if request.config.getoption("--regen-golden"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(out)
-    assert path.exists(), f"missing golden {path}; create it with EZPZ_REGEN_GOLDEN=1 and review it"
+    assert path.exists(), (
+        f"missing golden {path}; create it with pytest tests/test_submit.py --regen-golden and review it"
+    )
     assert out == path.read_text()
 
 
