@@ -8,6 +8,7 @@ PBS job's hosts, mocked: there is no PBS server here).
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -292,6 +293,45 @@ def test_np_larger_than_the_slots() -> None:
         render(aurora(2, slots=(4, 4)), np=16)
     assert_line(info.value, "slots (4)", "np=16 ppn=8", "--oversubscribe")
     assert render(aurora(2, slots=(4, 4)), np=16, accelerators_per_node=0, cpu_bind=None, oversubscribe=True).np == 16  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("args", "counts"),
+    [
+        (["-nh", "1", "-ppn", "4"], (4, 4, 1)),
+        (["-n", "4", "-ppn", "4"], (4, 4, 1)),
+        (["-nh", "2", "-ppn", "2"], (4, 2, 2)),
+    ],
+)
+def test_slots_are_checked_on_the_hosts_used_only(
+    args: list[str],
+    counts: tuple[int, int, int],
+    tmp_path: Path,
+    no_job_env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hostfile ``a:4``, ``b:2``: one host at 4 ranks fits (host b's 2 slots are not used)."""
+    monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (0, "mocked probe (no accelerators here)"))
+    hosts = tmp_path / "hosts"
+    hosts.write_text("a:4\nb:2\n")
+    code = main(["launch", "--dry-run", "--json", "--hostfile", str(hosts), *args, "--", "python3", "x.py"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    plan = json.loads(out)
+    assert (plan["np"], plan["ppn"], plan["nhosts"]) == counts
+    assert plan["hosts"] == ["a", "b"][: counts[2]]
+
+
+@pytest.mark.parametrize(("args", "room"), [(["-nh", "2", "-ppn", "4"], "(2)"), (["-nh", "1", "-ppn", "5"], "(4)")])
+def test_slots_of_a_used_host_are_still_enforced(
+    args: list[str], room: str, tmp_path: Path, no_job_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("a:4\nb:2\n")
+    assert main(["launch", "--dry-run", "--hostfile", str(hosts), *args, "--", "python3", "x.py"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: more ranks per host than the job's slots " + room) and err.count("\n") == 1, err
 
 
 def test_nhosts_above_the_allocation() -> None:
