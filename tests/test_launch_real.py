@@ -6,6 +6,7 @@ codes are real processes on this machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -94,42 +95,125 @@ def test_python_api_runs_and_returns_exit_code():
     assert LaunchSpec(command=[sys.executable, "-c", "raise SystemExit(5)"], np=1).run() == 5
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_reaches_every_rank_and_nothing_is_left(tmp_path, sig):
-    proc = subprocess.Popen(
-        [*EZPZ, "launch", "-n", "2", "--", sys.executable, str(PAYLOADS / "launch_sleeper.py"), str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while len(list(tmp_path.glob("*.pid"))) < 2:
-        assert time.monotonic() < deadline, "ranks never started"
+def wait_for(what: str, check, limit: float = 60) -> None:
+    """Poll ``check`` until true; fail naming ``what`` after ``limit`` s (a hang guard, not a timing check)."""
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, f"gave up waiting for {what} after {limit:g} s"
         time.sleep(0.1)
-    pids = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+
+
+def rank_pids(out: Path) -> list[int]:
+    return [int(p.read_text()) for p in sorted(out.glob("*.pid"))]
+
+
+def noted(out: Path) -> list[str]:
+    """The signals the ranks noted, as ``<rank>.<SIGNAME>``."""
+    return sorted(p.name for p in out.glob("*.SIG*"))
+
+
+@pytest.fixture
+def launch(tmp_path):
+    """Start ``ezpz launch [ARGS] -- python launch_signals.py DIR [PAYLOAD_ARGS]`` and wait for its ranks.
+
+    Whatever is left of the run (the launch, its ranks) is SIGKILLed at the end, so a
+    test that fails because ranks survived does not leave them behind.
+    """
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str, ranks: int = 2, payload: tuple[str, ...] = ()) -> subprocess.Popen:
+        payload_argv = [sys.executable, str(PAYLOADS / "launch_signals.py"), str(tmp_path), *payload]
+        proc = subprocess.Popen(
+            [*EZPZ, "launch", "-n", str(ranks), *args, "--", *payload_argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        wait_for(f"{ranks} ranks to start", lambda: len(list(tmp_path.glob("*.pid"))) >= ranks)
+        return proc
+
+    yield start
+    for proc in started:
+        for pid in [proc.pid, *rank_pids(tmp_path)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_reaches_every_rank_and_nothing_is_left(tmp_path, launch, sig):
+    proc = launch()
+    pids = rank_pids(tmp_path)
     assert all(alive(pid) for pid in pids)
     proc.send_signal(sig)
-    assert proc.wait(30) == 128 + sig
-    time.sleep(0.5)
-    assert not [pid for pid in pids if alive(pid)]
+    assert proc.wait(60) == 128 + sig
+    # Each rank saw the signal itself (forwarded to it, not replaced by a SIGKILL).
+    assert noted(tmp_path) == [f"{r}.{sig.name}" for r in (0, 1)]
+    wait_for("the ranks to exit", lambda: not [pid for pid in pids if alive(pid)], 30)
 
 
-def test_idle_timeout_kills_a_silent_run_with_124():
+def test_ranks_that_ignore_sigterm_are_killed_after_the_grace_period(tmp_path, launch):
+    """SIGTERM reaches both ranks, they ignore it; after execute's grace period SIGKILL ends them."""
+    from ezpz.execute import GRACE
+
+    proc = launch(payload=("ignore",))
+    pids = rank_pids(tmp_path)
     start = time.monotonic()
-    done = ezpz(
-        "launch",
-        "-n",
-        "1",
-        "--timeout",
-        "1.5",
-        "--",
-        sys.executable,
-        "-c",
-        "import time; print('hi', flush=True); time.sleep(60)",
-    )
-    assert done.returncode == 124
-    assert "hi" in done.stdout
-    assert time.monotonic() - start < 30
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(GRACE + 60) == 128 + signal.SIGTERM
+    assert noted(tmp_path) == ["0.SIGTERM", "1.SIGTERM"]
+    wait_for("the ranks to be killed", lambda: not [pid for pid in pids if alive(pid)], 30)
+    # Not a speed bound: the ranks got the whole grace period before the SIGKILL.
+    assert time.monotonic() - start >= GRACE
+
+
+def test_launcher_killed_by_a_signal_reports_128_plus_the_signal(tmp_path, launch):
+    """SIGKILL the real MPICH ``mpiexec`` under ``ezpz launch``: exit 137, as a shell reports it."""
+    proc = launch()
+    children = [
+        int(pid) for task in Path(f"/proc/{proc.pid}/task").iterdir() for pid in (task / "children").read_text().split()
+    ]
+    launchers = [pid for pid in children if Path(f"/proc/{pid}/comm").read_text().strip().startswith("mpiexec")]
+    assert len(launchers) == 1, children
+    os.kill(launchers[0], signal.SIGKILL)
+    assert proc.wait(60) == 128 + signal.SIGKILL
+    assert noted(tmp_path) == []  # ezpz was not signalled, so it forwarded nothing
+
+
+def test_an_interrupted_run_is_never_retried(tmp_path, launch):
+    proc = launch("--retries", "3", ranks=1)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        code = None
+    _, err = proc.communicate(timeout=30) if code is not None else ("", "")
+    assert code == 128 + signal.SIGTERM, "ezpz launch did not stop: the interrupted run was retried"
+    assert "retry" not in err
+    assert len(list(tmp_path.glob("*.pid"))) == 1
+
+
+def test_stale_outer_rank_variables_are_replaced(tmp_path):
+    """RANK/WORLD_SIZE/LOCAL_* left from an outer job must not mask the launcher's (through a real launch)."""
+    stale = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3", "LOCAL_WORLD_SIZE": "8"}
+    show = f"import json, os; print(json.dumps({{k: os.environ[k] for k in {sorted(stale)!r}}}), flush=True)"
+    done = ezpz("launch", "-n", "2", "--", sys.executable, "-c", show, env={**os.environ, **stale})
+    assert done.returncode == 0, done.stderr
+    ranks = records(done.stdout)
+    assert [(r["RANK"], r["LOCAL_RANK"]) for r in ranks] == [("0", "0"), ("1", "1")]
+    assert {(r["WORLD_SIZE"], r["LOCAL_WORLD_SIZE"]) for r in ranks} == {("2", "2")}
+
+
+def test_idle_timeout_kills_a_silent_run_with_124(tmp_path):
+    """The watchdog fires on a rank that never prints; the error names the timeout and the rank is gone."""
+    pid_file = tmp_path / "pid"
+    code = f"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(600)"
+    done = ezpz("launch", "-n", "1", "--timeout", "1.5", "--", sys.executable, "-c", code)
+    assert done.returncode == 124, done.stderr
+    assert "no output for 1.5s" in done.stderr
+    if pid_file.exists():  # under heavy load the watchdog may fire before the rank even started
+        wait_for("the silent rank to be killed", lambda: not alive(int(pid_file.read_text())), 30)
 
 
 def test_watchdog_survives_invalid_utf8_output():
