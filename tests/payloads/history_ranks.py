@@ -8,7 +8,8 @@ recomputes the statistics from those files and compares with rank 0's JSONL.
 
 Phases: exact stats (5 steps, incl. 1e6 + eps and a tensor), mismatched
 metric sets, NaN/inf/strings/lists, a bad key on one rank only, one rank
-skipping a step, and a lone rank timing out.
+skipping a step, more metrics than the packed vector holds (it grows: a second
+all_gather, once), and a lone rank timing out.
 """
 
 from __future__ import annotations
@@ -101,7 +102,14 @@ def main(outdir: Path) -> None:
             update({"ok": 1.0}, 14)
     except HistoryError as exc:
         result["errors"]["skipped"] = str(exc)
-    # F: a lone rank times out; the others stay alive long enough
+    # G: past the vector's first size (32 metrics): 40 on every rank, then 70 on rank 2 only
+    wide = {f"g{i}": 100.0 * rank + i for i in range(40)}
+    result["wide"] = wide
+    update(wide, 15)
+    update({**wide, **({f"h{i}": float(i) for i in range(30)} if rank == 2 else {})}, 16)
+    update(wide, 17)
+    # F: a lone rank times out; the others stay alive (and out of the collective) until it has
+    done = outdir / "lone-done"
     if rank == 0:
         lone = History(jsonl=False, report=False, wandb=False, timeout=1.5)
         start = time.monotonic()
@@ -110,8 +118,11 @@ def main(outdir: Path) -> None:
         except HistoryError as exc:
             result["errors"]["timeout"] = str(exc)
         result["timeout_s"] = time.monotonic() - start
+        done.write_text("")
     else:
-        time.sleep(3.0)
+        deadline = time.monotonic() + 120
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
     start = time.monotonic()
     h.finalize()
     result["finalize_s"] = time.monotonic() - start
