@@ -8,6 +8,8 @@ for real in tests/test_dist_multirank.py.
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 import subprocess
 import sys
@@ -289,12 +291,41 @@ def test_bad_arguments(no_launcher, kwargs, match):
         dist.setup_torch(**kwargs)
 
 
-def test_multi_rank_without_a_way_to_meet_fails_fast_and_restores_env(no_launcher):
+def test_multi_rank_without_a_way_to_meet_fails_before_touching_env(no_launcher):
     no_launcher.setenv("RANK", "1")
     no_launcher.setenv("WORLD_SIZE", "2")
     no_launcher.setattr(dist, "_mpi_comm", no_mpi)
+    before = dict(os.environ)
     with pytest.raises(DistError, match="cannot agree on a rendezvous"):
         dist.setup_torch()
+    assert dict(os.environ) == before
+    assert not torch.distributed.is_initialized()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ranks_that_never_meet_fail_at_the_init_timeout_and_restore_env(no_launcher):
+    """Rank 1 of 2, rank 0 never comes: a real TCPStore connect to a port nobody listens on."""
+    no_launcher.setenv("RANK", "1")
+    no_launcher.setenv("WORLD_SIZE", "2")
+    no_launcher.setenv("MASTER_ADDR", "127.0.0.1")
+    no_launcher.setenv("MASTER_PORT", str(_free_port()))
+    no_launcher.setenv("EZPZ_LAUNCH_ID", "test-never-meet")  # trusted: no MPI agreement is tried
+    no_launcher.setenv("LOCAL_WORLD_SIZE", "2")
+    before = dict(os.environ)
+    with pytest.raises(DistError) as err:
+        dist.setup_torch(timeout=1)
+    line = err.value.line()
+    assert "ranks did not meet within 1 s" in line and "rank 1 of 2" in line, line
+    # setup_torch exported LOCAL_RANK (and the rest) for torch; the failure took them back.
+    assert dict(os.environ) == before
+    assert "LOCAL_RANK" not in os.environ
+    assert not torch.distributed.is_initialized()
+    assert dist.get_dist_info()["initialized"] is False
 
 
 def test_timeout_accepts_seconds_and_timedelta():
@@ -319,13 +350,22 @@ def test_process_group_made_elsewhere_is_refused(no_launcher):
         torch.distributed.destroy_process_group()
 
 
-def test_cleanup_never_raises(monkeypatch, caplog):
+def test_cleanup_never_raises_and_logs_the_failure(monkeypatch):
     class Broken:
         def destroy_process_group(self):
             raise RuntimeError("boom")
 
+    seen: list[tuple[int, str]] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: seen.append((record.levelno, record.getMessage()))  # type: ignore[method-assign]
+    logger = logging.getLogger("ezpz")
+    logger.addHandler(handler)
     monkeypatch.setattr(dist, "_dist", lambda: Broken())
-    dist.cleanup()  # logged, not raised
+    try:
+        dist.cleanup()  # must not raise
+    finally:
+        logger.removeHandler(handler)
+    assert (logging.WARNING, "cleanup: destroying the process group failed: boom") in seen
 
 
 def test_importing_runtime_modules_does_not_import_torch():
