@@ -44,10 +44,27 @@ def test_level_validation() -> None:
         log_level("DEBG")
 
 
+LEVEL_LINE = "EZPZ_LOG_LEVEL is not a log level (given 'LOUD'); valid: CRITICAL, DEBUG, ERROR, INFO, NOTSET, WARNING"
+MISSING_DIR_LINE = "log file directory does not exist (given '{}'); create it or choose another path"
+
+
+def cli(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``ezpz launch --dry-run -- true``: any command configures the ezpz logger first."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("EZPZ_", "RANK", "WORLD_SIZE", "PMI_"))}
+    argv = [sys.executable, "-m", "ezpz", "launch", "--dry-run", "--", "true"]
+    return subprocess.run(argv, env={**base, **env}, capture_output=True, text=True, timeout=60)
+
+
 def test_bad_level_env_is_one_clear_line() -> None:
+    proc = cli({"EZPZ_LOG_LEVEL": "loud"})
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"error: {LEVEL_LINE}\n")
+
+
+def test_bad_level_env_in_a_script_raises_the_same_line() -> None:
+    """A user script has no CLI to catch it: the traceback ends in the same one line, as a SpecError."""
     proc = run({"EZPZ_LOG_LEVEL": "loud"})
-    assert proc.returncode != 0
-    assert "SpecError: EZPZ_LOG_LEVEL is not a log level (given 'LOUD'); valid:" in proc.stderr
+    assert proc.returncode == 1
+    assert proc.stderr.rstrip("\n").splitlines()[-1] == f"ezpz.errors.SpecError: {LEVEL_LINE}"
 
 
 def test_plain_rank0_console_and_level() -> None:
@@ -86,5 +103,7 @@ def test_jsonl_log_file_rotates(tmp_path: Path) -> None:
 
 
 def test_log_file_in_missing_directory(tmp_path: Path) -> None:
-    proc = run({"EZPZ_LOG_FILE": str(tmp_path / "nope" / "log.jsonl")})
-    assert "SpecError: log file directory does not exist" in proc.stderr
+    target = tmp_path / "nope" / "log.jsonl"
+    proc = cli({"EZPZ_LOG_FILE": str(target)})
+    assert (proc.returncode, proc.stderr) == (2, "error: " + MISSING_DIR_LINE.format(target) + "\n")
+    assert not (tmp_path / "nope").exists()
