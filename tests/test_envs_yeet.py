@@ -211,11 +211,10 @@ def test_interrupt_mid_copy_leaves_no_staging_and_keeps_old_copies(tmp_path: Pat
         time.sleep(0.02)
     assert len(staging()) == 2, "the nodes never started staging"
     proc.send_signal(signal.SIGINT)
-    stopped = time.monotonic()
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
-    assert time.monotonic() - stopped < 4, "the ranks did not stop within the executor's grace period"
     assert staging() == [], "a node left its staging directory behind"
     for rank in (0, 1):
         assert sorted(p.name for p in (tmp_path / str(rank)).iterdir()) == ["env"]
+        # The copy was interrupted, not finished: the old environment is still there, alone.
         assert sorted(p.name for p in (tmp_path / str(rank) / "env").iterdir()) == ["OLD"]
