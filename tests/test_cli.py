@@ -97,6 +97,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, needle):
 
 
 def test_site_template_is_chosen_by_hostname_inside_its_scheduler(tmp_path, monkeypatch):
+    """Mocked: a Polaris PBS job (its environment and nodefile; no PBS here) and the hostname."""
     nodefile = tmp_path / "nodefile"
     nodefile.write_text("x3005c0s13b0n0\nx3005c0s13b1n0\n")
     monkeypatch.setattr("socket.gethostname", lambda: "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov")

@@ -1,6 +1,13 @@
 """``ezpz doctor``: healthy, warning and failing machines, driven by the environment
-and real executables on PATH (fake ``mpiexec`` scripts in tmp_path, the real MPICH
-``mpiexec`` from the venv).  Nothing is mocked except torch's absence (``sys.modules``).
+and executables on PATH.
+
+Real: the MPICH ``mpiexec`` from the venv, mpi4py, the probes doctor runs.
+Fakes (this machine has one MPI, MPICH 5.0.2, so the others are stand-ins):
+``fake_bin`` writes shell scripts into tmp_path that print the ``--version`` text
+of an MPI this machine lacks (Open MPI 4.1.4, an older MPICH, Slurm's ``srun``,
+an unknown launcher) or that misbehave on purpose (start the program twice
+without wiring ranks); each test using one says so.  torch's absence is mocked
+through ``sys.modules``.  No GPU here: device checks see CPU only.
 """
 
 from __future__ import annotations
@@ -81,6 +88,7 @@ def test_healthy_machine_with_real_mpich(tmp_path: Path) -> None:
 
 
 def test_launcher_and_library_mismatch_is_an_error(tmp_path: Path) -> None:
+    """Fake: an ``mpiexec`` script that reports Open MPI 4.1.4 (mpi4py really loads MPICH)."""
     bindir = fake_bin(tmp_path, "mpiexec", version_script(OPENMPI))
     context = ctx(tmp_path, str(bindir))
     launcher = check_mpi_launcher(context)
@@ -92,12 +100,14 @@ def test_launcher_and_library_mismatch_is_an_error(tmp_path: Path) -> None:
 
 
 def test_version_skew_is_a_warning(tmp_path: Path) -> None:
+    """Fake: an ``mpiexec`` script that reports MPICH 4.1.2."""
     bindir = fake_bin(tmp_path, "mpiexec", version_script(HYDRA.replace("5.0.2", "4.1.2")))
     result = check_mpi4py(ctx(tmp_path, str(bindir)))
     assert result.status == "warning" and "MPICH 4.1.2" in result.message
 
 
 def test_deep_probe_catches_every_rank_rank_0_of_1(tmp_path: Path) -> None:
+    """Fake: a launcher script that runs the probe twice as singletons (real mpi4py in each)."""
     # A launcher that starts the program twice without wiring ranks together:
     # each process initialises MPI as a singleton, the classic mismatch symptom.
     bindir = fake_bin(tmp_path, "mpiexec", version_script(HYDRA, 'shift 2\n"$@"\n"$@"'))
@@ -120,6 +130,7 @@ def test_no_launcher_is_an_error(tmp_path: Path) -> None:
 
 
 def test_slurm_job_prefers_srun(tmp_path: Path) -> None:
+    """Fakes: ``srun`` and ``mpiexec`` scripts that only print their version texts."""
     bindir = fake_bin(tmp_path, "srun", version_script("slurm 23.02.7\n"))
     fake_bin(tmp_path, "mpiexec", version_script(HYDRA))
     job = ctx(tmp_path, str(bindir), SLURM_JOB_ID="7", SLURM_JOB_NODELIST="n[1-2]")
@@ -128,6 +139,7 @@ def test_slurm_job_prefers_srun(tmp_path: Path) -> None:
 
 
 def test_unrecognised_launcher_is_a_warning(tmp_path: Path) -> None:
+    """Fake: an ``mpiexec`` script that reports an unknown launcher."""
     bindir = fake_bin(tmp_path, "mpiexec", version_script("frobnicator 1.0\n"))
     result = check_mpi_launcher(ctx(tmp_path, str(bindir)))
     assert result.status == "warning" and "frobnicator" in result.message
@@ -221,6 +233,7 @@ def test_spec_fit(tmp_path: Path) -> None:
 def test_cli_json_and_exit_codes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Fake: an ``mpiexec`` script reporting Open MPI first (an error), then the real MPICH (exit 0)."""
     from ezpz.cli import main
 
     bad = fake_bin(tmp_path, "mpiexec", version_script(OPENMPI))

@@ -1,7 +1,9 @@
 """``ezpz launch`` for real: MPICH hydra ranks from the ``mpich`` wheel, torch gloo on CPU.
 
-Nothing here is mocked: the launcher, the ranks, the signals and the exit
-codes are real processes on this machine.
+The launcher, the ranks, the signals and the exit codes are real processes on
+this machine.  Stand-ins, named in their tests: hosts ``n1``/``n2`` are fake
+names run by hydra's ``-launcher fork`` on this machine, and the missing-launcher
+test hides the venv's ``mpiexec`` by pointing ``sys.executable`` elsewhere.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def test_four_ranks_get_torchrun_env_and_allreduce_is_right():
 
 
 def test_two_fake_hosts_with_hydra_fork_get_local_ranks(tmp_path):
+    """Fake hosts: n1 and n2 are names only; hydra's fork launcher runs both on this machine."""
     hostfile = tmp_path / "hosts"
     hostfile.write_text("n1\nn2\n")
     done = ezpz(
@@ -241,6 +244,7 @@ def test_retries_rerun_a_failed_launch(tmp_path):
 
 
 def test_missing_launcher_binary_is_one_line(tmp_path):
+    """Stand-in: ``sys.executable`` points nowhere, so ezpz cannot find the venv's launchers beside it."""
     env = {**os.environ, "PATH": str(tmp_path)}
     done = subprocess.run(
         [
