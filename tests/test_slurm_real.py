@@ -200,6 +200,14 @@ def test_launch_exclude_hosts_runs_only_on_the_kept_node(payload: Path) -> None:
     assert {r["MASTER_ADDR"] for r in rows} == {"n2"}
 
 
+def test_hydra_in_an_allocation_places_ppn_per_node(payload: Path) -> None:
+    """``--launcher hydra -ppn 1`` on 2 nodes: one rank on each (without -ppn hydra filled n1 first)."""
+    out = slurm.in_allocation(_launch("--launcher", "hydra", "-ppn", "1", "--", slurm.PYTHON, str(payload)))
+    assert out.returncode == 0, out.stderr
+    rows = sorted(slurm.json_objects(out.stdout), key=lambda r: int(r["RANK"]))
+    assert [(r["RANK"], r["SLURMD_NODENAME"]) for r in rows] == [("0", "n1"), ("1", "n2")]
+
+
 @pytest.mark.parametrize(("flags", "word"), [(("-nh", "3"), "3"), (("-n", "8"), "8")], ids=["nodes", "ranks"])
 def test_launch_more_than_allocated_is_one_line(tmp_path: Path, flags: tuple[str, ...], word: str) -> None:
     marker = tmp_path / "started"

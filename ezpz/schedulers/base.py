@@ -272,8 +272,12 @@ def _bind_to(p: _Parts, dialect: str) -> str | None:
 
 def _hydra(p: _Parts) -> list[str]:
     argv = ["mpiexec", "-n", str(p.lay.np)]
+    # On more than one host hydra must be told the ranks per host (with no hostfile,
+    # under Slurm, it would otherwise fill the first host's slots).
+    if p.hostfile or p.lay.nhosts > 1:
+        argv += ["-ppn", str(p.lay.ppn)]
     if p.hostfile:
-        argv += ["-ppn", str(p.lay.ppn), "--hostfile", p.hostfile]
+        argv += ["--hostfile", p.hostfile]
     if bind := _bind_to(p, "MPICH hydra"):
         argv += ["-bind-to", bind]
     return argv + p.flags + p.tail

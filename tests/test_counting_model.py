@@ -1,0 +1,382 @@
+"""The counting rules as a model, checked against rendering on generated cases (hypothesis).
+
+:func:`predict` restates docs/launch.md's counting rules from scratch: given what
+the user gave (np / ppn / nhosts, any subset) and what the job has (hosts,
+slots, accelerators, oversubscribe, dialect, cpu binding) it returns either the
+counts the launch must use or the one error it must raise (type and the words
+of its line).  The rule for ``-n`` alone is one function, :func:`only_np`, so a
+change to it (#14 changed it to "fill accelerators first") is a change in one
+place.
+
+* ``valid_cases`` builds launches that fit (a target layout first, then a way
+  of asking for it that the rules turn into that target); every one must render
+  with exactly those counts, in the Plan and in the launcher's argv.  The share
+  of them that end in an error is counted and asserted below 30 % (it is 0 when
+  the code agrees with the model: any refusal of a valid case fails the test).
+* ``invalid_cases`` breaks one rule on purpose (too many hosts, more ranks than
+  a used host's slots or its accelerators, ``-n`` that does not split, PALS
+  binding syntax for hydra / Open MPI); each must raise its own error.
+* ``any_cases`` draws everything at random, valid or not; the outcome must be
+  what the model predicts, whichever it is.
+
+The allocations are values built here (PBS, Slurm, hostfiles and GPUs mocked:
+there is no scheduler or accelerator on this machine).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from itertools import combinations
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from ezpz.errors import EzpzError, SchedulerError, SpecError
+from ezpz.plan import Plan
+from ezpz.plugins.manager import schedulers
+from ezpz.schedulers.base import Allocation
+from ezpz.spec import LaunchSpec
+
+ADAPTERS = schedulers()
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+COMMAND = ["python3", "train.py"]
+PALS_BINDINGS = ("depth", "list:1-8:9-16:17-24:25-32")
+PLAIN_BINDINGS = ("core", "socket", "numa", "none")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the job has: the facts rendering reads besides the counts the user gave."""
+
+    hosts: tuple[str, ...]
+    slots: tuple[int, ...] | None = None
+    detected: int | None = None  # accelerators the scheduler / probe reports
+    accelerators: int | None = None  # accelerators_per_node given in the spec
+    oversubscribe: bool = False
+    launcher: str = "hydra"
+    cpu_bind: str | None = None
+    hostfile: str | None = None  # a file already listing the hosts ($PBS_NODEFILE)
+    scheduler: str = "pbs"
+
+
+@dataclass(frozen=True)
+class Counts:
+    np: int
+    ppn: int
+    nhosts: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    error: type[EzpzError]
+    words: str  # must appear in the error's one line
+
+
+Asked = dict[str, int]  # the counts the user gave: a subset of np / ppn / nhosts
+
+
+def accelerators(job: Job) -> int:
+    """Accelerators per node: the spec's value wins over what was detected (unknown is 0)."""
+    return job.accelerators if job.accelerators is not None else (job.detected or 0)
+
+
+def only_np(np: int, job: Job) -> tuple[int, int] | Refusal:
+    """THE rule for ``-n`` alone: (nhosts, ppn), or the refusal.
+
+    #14: with accelerators known, fill each node's accelerators first (the fewest
+    hosts that hold np, evenly); with none (or oversubscribing past them all),
+    spread over every host.
+    """
+    accel, avail = accelerators(job), len(job.hosts)
+    if accel > 0 and not (job.oversubscribe and np > accel * avail):
+        nhosts = -(-np // accel)
+        if nhosts > avail:
+            return Refusal(SpecError, f"np={np} needs {nhosts} hosts at {accel} accelerators per node")
+        if np % nhosts:
+            return Refusal(SpecError, f"np={np} does not split evenly over the {nhosts} hosts")
+        return nhosts, np // nhosts
+    if np > avail and np % avail:
+        return Refusal(SpecError, f"np={np} is not divisible by the job's {avail} hosts")
+    nhosts = min(np, avail)
+    return nhosts, np // nhosts
+
+
+def default_ppn(job: Job) -> int:
+    """Ranks per host when only nhosts (or nothing) is given."""
+    if accelerators(job) > 0:
+        return accelerators(job)
+    if job.slots:
+        return min(job.slots)
+    return 1
+
+
+def spec_refusal(asked: Asked) -> Refusal | None:
+    """What LaunchSpec itself refuses (counts that contradict each other)."""
+    np, ppn, nh = asked.get("np"), asked.get("ppn"), asked.get("nhosts")
+    if np is not None and ppn is not None and nh is not None and np != nh * ppn:
+        return Refusal(SpecError, f"np={np} is not nhosts × ppn")
+    if np is not None and ppn is not None and np % ppn:
+        return Refusal(SpecError, f"np={np} is not divisible by ppn={ppn}")
+    if np is not None and nh is not None and np % nh:
+        return Refusal(SpecError, f"np={np} is not divisible by nhosts={nh}")
+    if np is not None and nh is not None and nh > np:
+        return Refusal(SpecError, f"nhosts={nh} is more than np={np}")
+    return None
+
+
+def predict(asked: Asked, job: Job) -> Counts | Refusal:
+    """The counts a launch must use, or the error it must raise."""
+    refused = spec_refusal(asked)
+    if refused is not None:
+        return refused
+    np, ppn, nh = asked.get("np"), asked.get("ppn"), asked.get("nhosts")
+    avail, accel = len(job.hosts), accelerators(job)
+    if np is not None and ppn is not None:
+        nh = np // ppn
+    elif np is not None and nh is not None:
+        ppn = np // nh
+    elif np is not None:
+        placed = only_np(np, job)
+        if isinstance(placed, Refusal):
+            return placed
+        nh, ppn = placed
+    else:
+        ppn = default_ppn(job) if ppn is None else ppn
+        nh = avail if nh is None else nh
+        np = nh * ppn
+    if nh > avail:
+        return Refusal(SchedulerError, f"more hosts requested than the job has ({avail})")
+    if job.slots is not None and not job.oversubscribe and ppn > min(job.slots[:nh]):
+        return Refusal(SchedulerError, f"more ranks per host than the job's slots ({min(job.slots[:nh])})")
+    if accel > 0 and ppn > accel and not job.oversubscribe:
+        return Refusal(SpecError, f"ppn exceeds the {accel} accelerators per node")
+    if job.launcher in ("hydra", "openmpi") and job.cpu_bind in PALS_BINDINGS:
+        return Refusal(SpecError, "cpu binding is PALS syntax")
+    return Counts(np, ppn, nh)
+
+
+# --- rendering, and what the argv must say ------------------------------------------------------
+
+
+def render(asked: Asked, job: Job) -> Plan | EzpzError:
+    fields: dict[str, object] = {
+        "command": COMMAND,
+        "master_port": 29500,
+        "launcher": job.launcher,
+        "oversubscribe": job.oversubscribe,
+        **asked,
+    }
+    if job.accelerators is not None:
+        fields["accelerators_per_node"] = job.accelerators
+    if job.cpu_bind is not None:
+        fields["cpu_bind"] = job.cpu_bind
+    alloc = Allocation(
+        scheduler=job.scheduler,
+        hosts=job.hosts,
+        job_id="4242",
+        hostfile=job.hostfile,
+        slots=job.slots,
+        accelerators=job.detected,
+        source="model test",
+        tmpdir="/tmp/ezpz-model",
+    )
+    try:
+        return ADAPTERS[job.scheduler].render(LaunchSpec(**fields), alloc)
+    except EzpzError as exc:
+        return exc
+
+
+def _after(argv: tuple[str, ...], flag: str) -> str:
+    assert flag in argv, (flag, argv)
+    return argv[argv.index(flag) + 1]
+
+
+def check_rendered(plan: Plan, want: Counts, job: Job) -> None:
+    """The Plan and the launcher's argv both carry the counts the model predicts."""
+    assert (plan.np, plan.ppn, plan.nhosts) == (want.np, want.ppn, want.nhosts)
+    assert plan.hosts == job.hosts[: want.nhosts]
+    assert plan.env["MASTER_ADDR"] == job.hosts[0]
+    assert plan.env["EZPZ_LOCAL_WORLD_SIZE"] == str(want.ppn)
+    argv = plan.argv
+    assert list(argv[-len(COMMAND) :]) == COMMAND
+    if job.launcher == "pals":
+        assert f"--np={want.np}" in argv and f"--ppn={want.ppn}" in argv
+    elif job.launcher == "hydra":
+        assert _after(argv, "-n") == str(want.np)
+        if want.nhosts > 1 or "--hostfile" in argv:
+            # More than one host: hydra must be told the ranks per host, or it packs the first host.
+            assert _after(argv, "-ppn") == str(want.ppn), argv
+    elif job.launcher == "openmpi":
+        assert _after(argv, "-n") == str(want.np)
+        over = ":OVERSUBSCRIBE" if job.oversubscribe else ""
+        assert _after(argv, "--map-by") == f"ppr:{want.ppn}:node{over}"
+    else:
+        assert f"-N{want.nhosts}" in argv and f"-n{want.np}" in argv
+        assert f"--ntasks-per-node={want.ppn}" in argv
+    if want.nhosts < len(job.hosts) and job.launcher != "srun":
+        # A subset of the job's hosts: a hostfile naming exactly those, in order.
+        [(path, content)] = plan.files
+        assert content.splitlines() == list(job.hosts[: want.nhosts])
+        assert any(token.endswith(path) for token in argv)
+
+
+def check_outcome(asked: Asked, job: Job) -> Counts | Refusal:
+    """Render, compare with the model, and return the model's prediction."""
+    want = predict(asked, job)
+    got = render(asked, job)
+    if isinstance(want, Counts):
+        assert isinstance(got, Plan), f"refused a valid launch {asked} on {job}: {got}"
+        check_rendered(got, want, job)
+    else:
+        assert isinstance(got, want.error), f"expected {want.error.__name__} ({want.words}), got {got!r}"
+        line = got.line()
+        assert want.words in line and "\n" not in line, line
+    return want
+
+
+# --- strategies ---------------------------------------------------------------------------------
+
+HOSTNAMES = st.lists(st.from_regex(r"[a-z][a-z0-9]{0,5}[0-9]", fullmatch=True), min_size=1, max_size=6, unique=True)
+SPELLINGS = [dict.fromkeys(keys) for n in range(4) for keys in combinations(("np", "ppn", "nhosts"), n)]
+
+
+def binding(draw: st.DrawFn, launcher: str, valid: bool = True) -> str | None:
+    if launcher == "pals":
+        return draw(st.sampled_from((None, *PALS_BINDINGS)))
+    if launcher == "srun":
+        return draw(st.sampled_from((None, "cores", "none")))
+    return draw(st.sampled_from((None, *PLAIN_BINDINGS) if valid else PALS_BINDINGS))
+
+
+@st.composite
+def jobs(draw: st.DrawFn) -> Job:
+    """Any job: hosts, maybe slots, maybe accelerators (detected or given), any dialect."""
+    hosts = tuple(draw(HOSTNAMES))
+    launcher = draw(st.sampled_from(("pals", "hydra", "openmpi", "srun")))
+    return Job(
+        hosts=hosts,
+        slots=draw(st.none() | st.tuples(*[st.integers(1, 8)] * len(hosts))),
+        detected=draw(st.none() | st.integers(0, 8)),
+        accelerators=draw(st.none() | st.integers(0, 8)),
+        oversubscribe=draw(st.booleans()),
+        launcher=launcher,
+        cpu_bind=binding(draw, launcher),
+        hostfile=draw(st.none() | st.just("/var/spool/pbs/aux/4242")),
+        scheduler=draw(st.sampled_from(sorted(ADAPTERS))),
+    )
+
+
+@st.composite
+def valid_cases(draw: st.DrawFn) -> tuple[Asked, Job, Counts]:
+    """A layout that fits the job, and one way of asking for it that the rules turn into it."""
+    job = draw(jobs())
+    avail, accel = len(job.hosts), accelerators(job)
+    nhosts = draw(st.integers(1, avail))
+    ppn = draw(st.integers(1, accel if accel > 0 and not job.oversubscribe else 8))
+    if job.slots is not None and not job.oversubscribe:
+        # The hosts used have room; the others may have fewer slots (they must not matter).
+        used = tuple(max(s, ppn) for s in job.slots[:nhosts])
+        job = replace(job, slots=used + job.slots[nhosts:])
+    target = Counts(nhosts * ppn, ppn, nhosts)
+    full = {"np": target.np, "ppn": ppn, "nhosts": nhosts}
+    ways = [{k: full[k] for k in keys} for keys in SPELLINGS]
+    asked = draw(st.sampled_from([w for w in ways if predict(w, job) == target]))  # np+ppn always fits
+    event(f"valid: gave {'+'.join(sorted(asked)) or 'nothing'}")
+    return asked, job, target
+
+
+@st.composite
+def invalid_cases(draw: st.DrawFn) -> tuple[Asked, Job, str]:
+    """A launch that breaks exactly one rule, and the rule's name."""
+    job = draw(jobs())
+    avail = len(job.hosts)
+    rule = draw(st.sampled_from(("hosts", "slots", "accelerators", "split", "binding")))
+    job = replace(job, oversubscribe=False, cpu_bind=None)
+    if rule == "hosts":
+        asked = {"nhosts": avail + draw(st.integers(1, 3)), "ppn": 1}
+        job = replace(job, slots=None)
+    elif rule == "slots":
+        nhosts = draw(st.integers(1, avail))
+        room = draw(st.integers(1, 4))
+        slots = [draw(st.integers(room, 8)) for _ in range(avail)]
+        slots[draw(st.integers(0, nhosts - 1))] = room  # one used host is short
+        asked = {"nhosts": nhosts, "ppn": room + draw(st.integers(1, 4))}
+        job = replace(job, slots=tuple(slots), accelerators=0, detected=None)
+    elif rule == "accelerators":
+        accel = draw(st.integers(1, 8))
+        asked = {"ppn": accel + draw(st.integers(1, 4)), "nhosts": draw(st.integers(1, avail))}
+        job = replace(job, slots=None, accelerators=accel)
+    elif rule == "split":
+        # -n alone that the rule for -n cannot place on CPU-only hosts.
+        job = replace(job, hosts=(*job.hosts, "zz-spare"), accelerators=0, detected=None, slots=None)
+        avail = len(job.hosts)
+        asked = {"np": avail * draw(st.integers(1, 4)) + draw(st.integers(1, avail - 1))}
+    else:
+        job = replace(job, launcher=draw(st.sampled_from(("hydra", "openmpi"))), slots=None, accelerators=0)
+        job = replace(job, cpu_bind=binding(draw, job.launcher, valid=False))
+        asked = {"ppn": 1}
+    event(f"invalid: {rule}")
+    return asked, job, rule
+
+
+# --- the properties -----------------------------------------------------------------------------
+
+
+def test_valid_cases_render_with_the_model_counts() -> None:
+    outcomes: Counter[str] = Counter()
+
+    @SETTINGS
+    @given(valid_cases())
+    def check(case: tuple[Asked, Job, Counts]) -> None:
+        asked, job, target = case
+        got = render(asked, job)
+        outcomes["error" if isinstance(got, EzpzError) else "rendered"] += 1
+        assert not isinstance(got, EzpzError), f"refused a valid launch {asked} on {job}: {got.line()}"
+        check_rendered(got, target, job)
+
+    check()
+    total = sum(outcomes.values())
+    assert total >= 100, outcomes
+    assert outcomes["error"] / total < 0.30, outcomes
+
+
+@SETTINGS
+@given(invalid_cases())
+def test_invalid_cases_raise_their_own_error(case: tuple[Asked, Job, str]) -> None:
+    asked, job, rule = case
+    want = predict(asked, job)
+    expected = {
+        "hosts": "more hosts requested",
+        "slots": "more ranks per host than the job's slots",
+        "accelerators": "ppn exceeds the",
+        "split": "is not divisible by the job's",
+        "binding": "cpu binding is PALS syntax",
+    }[rule]
+    assert isinstance(want, Refusal) and expected in want.words, (want, rule)  # the model agrees
+    check_outcome(asked, job)
+
+
+@st.composite
+def any_cases(draw: st.DrawFn) -> tuple[Asked, Job]:
+    asked = {k: draw(st.integers(1, 24)) for k in draw(st.sampled_from(SPELLINGS))}
+    return asked, draw(jobs())
+
+
+@SETTINGS
+@given(any_cases())
+def test_any_case_renders_or_refuses_as_the_model_says(case: tuple[Asked, Job]) -> None:
+    outcome = check_outcome(*case)
+    event("rendered" if isinstance(outcome, Counts) else f"refused: {outcome.error.__name__}")
+
+
+def test_the_model_knows_the_documented_examples() -> None:
+    """docs/launch.md's own examples, so the model is not only checked against the code."""
+    aurora = Job(hosts=("x1", "x2"), accelerators=12, launcher="pals", cpu_bind=PALS_BINDINGS[1])
+    assert predict({}, aurora) == Counts(24, 12, 2)
+    assert predict({"np": 12}, aurora) == Counts(12, 12, 1)  # fill accelerators first (#14)
+    assert predict({"np": 4}, replace(aurora, accelerators=4)) == Counts(4, 4, 1)
+    assert predict({"np": 6}, replace(aurora, accelerators=4)) == Counts(6, 3, 2)
+    assert predict({"np": 2}, Job(hosts=("a", "b", "c", "d"))) == Counts(2, 1, 2)
+    assert predict({"nhosts": 1, "ppn": 4}, Job(hosts=("a", "b"), slots=(4, 2))) == Counts(4, 4, 1)
+    assert isinstance(predict({"np": 10}, Job(hosts=("a", "b", "c", "d"))), Refusal)
