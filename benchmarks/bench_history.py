@@ -22,8 +22,8 @@ import time
 import torch
 import torch.distributed as dist
 
-from ezpz.history import History
 from ezpz.log import get_logger
+from ezpz.runtime.history import History
 
 log = get_logger("bench_history")
 

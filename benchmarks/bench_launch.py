@@ -260,7 +260,7 @@ def aurora_hostname(i: int) -> str:
 
 def bench_nodefile(runs: int, env: Mapping[str, str], workdir: Path) -> dict[str, Any]:
     """Benchmark 2: a 10,624-host PBS nodefile against a 2-host one (process and in-process)."""
-    from ezpz.launch import plan_launch
+    from ezpz.launch.resolve import plan_launch
 
     files = {}
     for count in (2, AURORA_HOSTS):

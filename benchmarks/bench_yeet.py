@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ezpz.envs import yeet_env
+from ezpz.envs.yeet import yeet_env
 
 
 def build_source(root: Path, packages: list[str]) -> tuple[Path, int, int]:

@@ -4,7 +4,7 @@
     python examples/parse_metrics.py RUN_DIR    # or reads an existing run
 
 Shows the three ways in: plain ``json`` line by line (what any tool can do),
-``ezpz.metrics_io.read_jsonl`` (rotated parts in order, ``"nan"`` strings back
+``ezpz.runtime.metrics_io.read_jsonl`` (rotated parts in order, ``"nan"`` strings back
 to floats) and ``to_dataframe`` (pandas, one row per step), then rebuilds the
 Markdown report and reads the JSONL log file.
 """
@@ -17,10 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ezpz.history import History
 from ezpz.log import add_log_file, get_logger
-from ezpz.metrics_io import jsonl_parts, read_jsonl, to_dataframe
-from ezpz.report import report_from_jsonl
+from ezpz.runtime.history import History
+from ezpz.runtime.metrics_io import jsonl_parts, read_jsonl, to_dataframe
+from ezpz.runtime.report import report_from_jsonl
 
 log = get_logger("parse_metrics")
 

@@ -16,26 +16,26 @@ __version__ = "0.1.0"
 #: public name -> module that defines it
 _LAZY: dict[str, str] = {
     # launch path
-    "LaunchSpec": "ezpz.spec",
-    "Plan": "ezpz.plan",
+    "LaunchSpec": "ezpz.model.spec",
+    "Plan": "ezpz.model.plan",
     "Allocation": "ezpz.schedulers.base",
     "EzpzError": "ezpz.errors",
     "get_logger": "ezpz.log",
     # runtime (torch extra)
-    "setup_torch": "ezpz.dist",
-    "get_rank": "ezpz.dist",
-    "get_local_rank": "ezpz.dist",
-    "get_world_size": "ezpz.dist",
-    "get_torch_device": "ezpz.dist",
-    "get_torch_backend": "ezpz.dist",
-    "get_dist_info": "ezpz.dist",
-    "barrier": "ezpz.dist",
-    "cleanup": "ezpz.dist",
-    "wrap_model": "ezpz.wrap",
-    "wrap_ddp": "ezpz.wrap",
-    "wrap_fsdp": "ezpz.wrap",
+    "setup_torch": "ezpz.runtime.dist",
+    "get_rank": "ezpz.runtime.dist",
+    "get_local_rank": "ezpz.runtime.dist",
+    "get_world_size": "ezpz.runtime.dist",
+    "get_torch_device": "ezpz.runtime.dist",
+    "get_torch_backend": "ezpz.runtime.dist",
+    "get_dist_info": "ezpz.runtime.dist",
+    "barrier": "ezpz.runtime.dist",
+    "cleanup": "ezpz.runtime.dist",
+    "wrap_model": "ezpz.runtime.wrap",
+    "wrap_ddp": "ezpz.runtime.wrap",
+    "wrap_fsdp": "ezpz.runtime.wrap",
     # metrics
-    "History": "ezpz.history",
+    "History": "ezpz.runtime.history",
 }
 
 __all__ = [
@@ -61,7 +61,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ezpz.dist import (
+    from ezpz.errors import EzpzError
+    from ezpz.log import get_logger
+    from ezpz.model.plan import Plan
+    from ezpz.model.spec import LaunchSpec
+    from ezpz.runtime.dist import (
         barrier,
         cleanup,
         get_dist_info,
@@ -72,13 +76,9 @@ if TYPE_CHECKING:
         get_world_size,
         setup_torch,
     )
-    from ezpz.errors import EzpzError
-    from ezpz.history import History
-    from ezpz.log import get_logger
-    from ezpz.plan import Plan
+    from ezpz.runtime.history import History
+    from ezpz.runtime.wrap import wrap_ddp, wrap_fsdp, wrap_model
     from ezpz.schedulers.base import Allocation
-    from ezpz.spec import LaunchSpec
-    from ezpz.wrap import wrap_ddp, wrap_fsdp, wrap_model
 
 
 __getattr__, __dir__ = lazy_module(__name__, _LAZY, globals())

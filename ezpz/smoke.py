@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ezpz.errors import LaunchError, plural
 
 if TYPE_CHECKING:
-    from ezpz.plan import Plan
+    from ezpz.model.plan import Plan
 
 __all__ = ["SMOKE_ARGS", "SmokeResult", "example_script", "smoke_command", "smoke_outdir", "smoke_plan", "smoke_test"]
 
@@ -158,7 +158,7 @@ def _number(value: object) -> float | None:
 
 def smoke_plan(np: int, max_steps: int, extra: Sequence[str], outdir: Path) -> Plan:
     """The launch of the smoke test: ``np`` ranks of :func:`smoke_command`, W&B files (if any) under ``outdir``."""
-    from ezpz.launch import plan_launch
+    from ezpz.launch.resolve import plan_launch
 
     command = smoke_command(max_steps, extra, outdir)
     return plan_launch([("flags", {"command": command, "np": np, "env": {"WANDB_DIR": str(outdir)}})])
@@ -166,7 +166,7 @@ def smoke_plan(np: int, max_steps: int, extra: Sequence[str], outdir: Path) -> P
 
 def smoke_test(np: int = 2, max_steps: int = 50, extra: Sequence[str] = (), outdir: Path | None = None) -> SmokeResult:
     """Run the smoke test and return its verdict; outputs go under ``outdir`` (default: :func:`smoke_outdir`)."""
-    from ezpz.execute import execute
+    from ezpz.launch.execute import execute
 
     outdir = (outdir or smoke_outdir()).resolve()
     plan = smoke_plan(np, max_steps, extra, outdir)

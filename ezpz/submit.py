@@ -15,7 +15,7 @@ The script is rendered from three things:
 bad input before anything is written.  :func:`choose_scheduler` and
 :func:`submit_script` are the impure edges: the first may look for ``qsub`` /
 ``sbatch`` on ``PATH``, the second hands the script to them through
-:func:`ezpz.execute.capture`.
+:func:`ezpz.launch.execute.capture`.
 
 A template's ``[submit]`` table, for example::
 
@@ -45,8 +45,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ezpz.errors import LaunchError, SchedulerError, SpecError, TemplateError, closest
-from ezpz.spec import LaunchSpec, Layer, env_layer, merge_layers
-from ezpz.templates import Template, find_template, templates_for_host
+from ezpz.launch.templates import Template, find_template, templates_for_host
+from ezpz.model.spec import LaunchSpec, Layer, env_layer, merge_layers
 
 __all__ = [
     "BATCH_SCHEDULERS",
@@ -402,7 +402,7 @@ def submit_script(script: BatchScript, directory: str | None = None) -> str:
     submission) that is removed afterwards.  A failed submission raises
     :class:`SchedulerError` carrying the command's first line of output.
     """
-    from ezpz.execute import run_command
+    from ezpz.launch.execute import run_command
 
     command = script.submit_argv[0]
     if shutil.which(command) is None:

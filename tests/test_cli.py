@@ -102,7 +102,7 @@ def test_site_template_is_chosen_by_hostname_inside_its_scheduler(tmp_path, monk
     nodefile.write_text("x3005c0s13b0n0\nx3005c0s13b1n0\n")
     monkeypatch.setattr("socket.gethostname", lambda: "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov")
     env = {"PBS_JOBID": "123.polaris-pbs-01", "PBS_NODEFILE": str(nodefile), "PATH": "/usr/bin"}
-    from ezpz.launch import describe, plan_launch
+    from ezpz.launch.resolve import describe, plan_launch
 
     plan = plan_launch([("flags", {"command": ["python", "t.py"]})], env)
     assert plan.template == "polaris" and plan.np == 8 and plan.ppn == 4
@@ -125,7 +125,7 @@ def test_switches_given_as_false_or_zero_still_override_lower_layers(tmp_path):
 
 
 def test_master_ports_are_distinct_and_below_the_ephemeral_range():
-    from ezpz.launch import free_port
+    from ezpz.launch.resolve import free_port
 
     ports = {free_port() for _ in range(5)}
     assert len(ports) == 5

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from ezpz.errors import SchedulerError, SpecError
-from ezpz.plan import Plan
+from ezpz.model.plan import Plan
+from ezpz.model.spec import LaunchSpec
 from ezpz.plugins.manager import schedulers
 from ezpz.schedulers.base import DIALECTS, Allocation, Scheduler
-from ezpz.spec import LaunchSpec
 
 ADAPTERS = schedulers()
 NAMES = sorted(ADAPTERS)

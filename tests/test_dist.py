@@ -1,4 +1,4 @@
-"""ezpz.dist in one process: detection, rendezvous decisions, world-size-1 path, bad input.
+"""ezpz.runtime.dist in one process: detection, rendezvous decisions, world-size-1 path, bad input.
 
 GPU paths (cuda/nccl, xpu/xccl, mps) are exercised through their detection
 logic with ``torch.cuda.is_available`` & co. monkeypatched: this machine has
@@ -19,9 +19,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ezpz import dist  # noqa: E402
 from ezpz.errors import DistError, MissingExtraError  # noqa: E402
 from ezpz.ranks import RankInfo  # noqa: E402
+from ezpz.runtime import dist  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -370,7 +370,7 @@ def test_cleanup_never_raises_and_logs_the_failure(monkeypatch):
 
 def test_importing_runtime_modules_does_not_import_torch():
     code = (
-        "import sys, ezpz, ezpz.dist, ezpz.wrap, ezpz.profiling; ezpz.setup_torch; "
+        "import sys, ezpz, ezpz.runtime.dist, ezpz.runtime.wrap, ezpz.runtime.profiling; ezpz.setup_torch; "
         "assert 'torch' not in sys.modules and 'mpi4py' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

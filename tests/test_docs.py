@@ -274,7 +274,7 @@ def test_reference_plugin_scheduler_renders_the_job(plugin_target: Path, tmp_pat
 
 def test_reference_plugin_doctor_check_runs(plugin_target: Path, tmp_path: Path):
     code = (
-        "import json; from ezpz.doctor import DoctorContext, all_checks\n"
+        "import json; from ezpz.doctor.checks import DoctorContext, all_checks\n"
         "import os\n"
         "check = next(c for c in all_checks() if c.name == 'mysite nodefile')\n"
         "print(json.dumps([check.run(DoctorContext(os.environ)).status, check.run(DoctorContext({'MYSITE_JOB_ID': '1'})).status]))\n"
@@ -297,7 +297,7 @@ def test_reference_plugin_doctor_check_runs(plugin_target: Path, tmp_path: Path)
 
 
 def test_troubleshooting_names_real_doctor_checks():
-    from ezpz.doctor import BUILTIN_CHECKS
+    from ezpz.doctor.checks import BUILTIN_CHECKS
 
     text = (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
     named = set(re.findall(r"doctor check: `([^`]+)`", text))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ezpz.doctor import (
+from ezpz.doctor.checks import (
     BUILTIN_CHECKS,
     Check,
     CheckResult,
@@ -253,7 +253,7 @@ def test_cli_json_and_exit_codes(
 
 
 def test_rendezvous_check_flags_leftover_master_vars():
-    from ezpz.doctor import check_rendezvous
+    from ezpz.doctor.checks import check_rendezvous
 
     stale = check_rendezvous(DoctorContext(environ={"MASTER_ADDR": "10.1.2.3", "MASTER_PORT": "29500"}))
     assert stale.status == "warning" and "MASTER_ADDR=10.1.2.3" in stale.message and "unset" in stale.remedy

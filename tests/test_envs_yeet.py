@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ezpz.envs import activate_line, env_at, fix_prefix, yeet_env
+from ezpz.envs.yeet import activate_line, env_at, fix_prefix, yeet_env
 from ezpz.errors import EnvToolError, EzpzError
 
 

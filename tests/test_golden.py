@@ -9,7 +9,7 @@ Each ``tests/golden/cases/NAME.toml`` describes one launch:
   no GPUs, so every case states the count it assumes (default 0);
 * ``args``: ``ezpz launch`` arguments, parsed by the real Typer command
   (``--dry-run --json`` is added), or ``[spec]``: LaunchSpec fields given
-  as the ``flags`` layer of :func:`ezpz.launch.plan_launch`;
+  as the ``flags`` layer of :func:`ezpz.launch.resolve.plan_launch`;
 * ``[environ]``: the environment the launch sees (nothing else leaks in;
   ``{tmp}`` is the test's tmp_path);
 * ``[write]`` / ``[generate.NAME]``: files written under tmp_path first
@@ -46,10 +46,10 @@ import pytest
 import tomllib
 from typer.testing import CliRunner
 
-import ezpz.launch
+import ezpz.launch.resolve
 from ezpz.cli import app, main
-from ezpz.plan import Plan
-from ezpz.templates import template_files
+from ezpz.launch.templates import template_files
+from ezpz.model.plan import Plan
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted((GOLDEN / "cases").glob("*.toml"))
@@ -107,7 +107,7 @@ def _render_cli(
 
     With ``error``, the launch must fail as bad input: return its exit status and ``error:`` line.
     """
-    real = ezpz.launch.plan_launch
+    real = ezpz.launch.resolve.plan_launch
     seen: list[Plan] = []
 
     def plan_in_case_environ(spec: Any, _environ: Mapping[str, str] | None = None) -> Plan:
@@ -115,7 +115,7 @@ def _render_cli(
         seen.append(plan)
         return plan
 
-    monkeypatch.setattr(ezpz.launch, "plan_launch", plan_in_case_environ)
+    monkeypatch.setattr(ezpz.launch.resolve, "plan_launch", plan_in_case_environ)
     if error:
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -142,14 +142,16 @@ def render_case(case: Mapping[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPa
     hostname = case.get("hostname", "testhost")
     monkeypatch.setattr(socket, "gethostname", lambda: hostname)
     probe = int(case.get("probe", 0))
-    monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (probe, "mocked probe (no accelerators here)"))
+    monkeypatch.setattr(
+        ezpz.launch.resolve, "probe_accelerators", lambda: (probe, "mocked probe (no accelerators here)")
+    )
     run_dir = tmp / "run"
     run_dir.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(run_dir))
     if "args" in case:
         args = [a.replace("{tmp}", str(tmp)) for a in case["args"]]
         return _render_cli(args, environ, monkeypatch, error=bool(case.get("error")))
-    return ezpz.launch.plan_launch([("flags", dict(case["spec"]))], environ)
+    return ezpz.launch.resolve.plan_launch([("flags", dict(case["spec"]))], environ)
 
 
 def _first_difference(got: list[str], want: list[str]) -> str:
@@ -222,8 +224,10 @@ def test_srun_with_a_hostfile_names_its_nodes(tmp_path: Path, monkeypatch: pytes
     hosts.write_text("nid000003\nnid000004\n")
     environ = {"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "nid[000001-000004]", "EZPZ_MASTER_PORT": MASTER_PORT}
     monkeypatch.setattr(socket, "gethostname", lambda: "batch-node")
-    monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (0, "mocked probe"))
-    plan = ezpz.launch.plan_launch([("flags", {"command": ["python3", "train.py"], "hostfile": str(hosts)})], environ)
+    monkeypatch.setattr(ezpz.launch.resolve, "probe_accelerators", lambda: (0, "mocked probe"))
+    plan = ezpz.launch.resolve.plan_launch(
+        [("flags", {"command": ["python3", "train.py"], "hostfile": str(hosts)})], environ
+    )
     assert plan.hosts == ("nid000003", "nid000004")
     assert plan.env["MASTER_ADDR"] == "nid000003"
     assert "--nodelist=nid[000003-000004]" in plan.argv, str(plan)

@@ -22,8 +22,8 @@ import pytest
 
 from ezpz.cli import main as cli_main
 from ezpz.errors import HistoryError
-from ezpz.history import History, cross_rank_stats
-from ezpz.metrics_io import JsonlWriter, jsonl_parts, read_jsonl, to_dataframe
+from ezpz.runtime.history import History, cross_rank_stats
+from ezpz.runtime.metrics_io import JsonlWriter, jsonl_parts, read_jsonl, to_dataframe
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_world_one_without_torch(tmp_path: Path) -> None:
     proc = run_py(
         f"""
         import sys
-        from ezpz.history import History
+        from ezpz.runtime.history import History
         h = History(outdir={str(tmp_path / "run")!r}, report=False)
         for i in range(3):
             line = h.update({{"loss": 0.047, "lr": 3e-4, "dt": 0.1, "epoch": 2}}, step=10 + i)
@@ -148,7 +148,7 @@ def test_sigkill_leaves_parseable_jsonl_and_report_rebuilds(tmp_path: Path, caps
         [
             sys.executable,
             "-c",
-            "from ezpz.history import History\n"
+            "from ezpz.runtime.history import History\n"
             f"h = History(outdir={str(run_dir)!r}, wandb=False, jsonl_max_bytes=20000)\n"
             "i = 0\n"
             "while True:\n"
@@ -225,7 +225,7 @@ def test_explicit_jsonl_path(tmp_path: Path) -> None:
 
 WANDB_SCRIPT = """
 import glob, os, sys
-from ezpz.history import History
+from ezpz.runtime.history import History
 h = History(outdir=sys.argv[1] if len(sys.argv) > 1 else {run!r}, wandb=True, plot=False)
 for i in range(3):
     h.update({{"loss": 1.0 / (i + 1)}}, step=i)

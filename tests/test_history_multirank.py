@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ezpz.metrics_io import read_jsonl
+from ezpz.runtime.metrics_io import read_jsonl
 
 pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parents[1]

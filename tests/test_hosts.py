@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ezpz.errors import SchedulerError, SpecError
-from ezpz.hosts import HostSlots, compress_nodelist, expand_nodelist, parse_hostfile, read_hostfile
+from ezpz.schedulers.hosts import HostSlots, compress_nodelist, expand_nodelist, parse_hostfile, read_hostfile
 
 
 @pytest.mark.parametrize(

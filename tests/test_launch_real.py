@@ -250,7 +250,7 @@ def test_missing_launcher_binary_is_one_line(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, ezpz.execute as e; e.sys.executable = '/nonexistent/python'; from ezpz.cli import main; sys.exit(main())",
+            "import sys, ezpz.launch.execute as e; e.sys.executable = '/nonexistent/python'; from ezpz.cli import main; sys.exit(main())",
             "launch",
             "-n",
             "1",

@@ -28,12 +28,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ezpz.errors import SchedulerError, SpecError
-from ezpz.hosts import expand_nodelist, parse_hostfile
-from ezpz.launch import plan_launch
-from ezpz.plan import Plan
+from ezpz.launch.resolve import plan_launch
+from ezpz.model.plan import Plan
+from ezpz.model.spec import LaunchSpec
 from ezpz.plugins.manager import schedulers
 from ezpz.schedulers.base import DIALECTS, Allocation
-from ezpz.spec import LaunchSpec
+from ezpz.schedulers.hosts import expand_nodelist, parse_hostfile
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ADAPTERS = schedulers()

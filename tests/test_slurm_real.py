@@ -49,7 +49,7 @@ def test_hostlist_library_matches_scontrol(nodelist: str) -> None:
 
 @pytest.mark.parametrize("nodelist", NODELISTS)
 def test_ezpz_nodelist_matches_scontrol(nodelist: str) -> None:
-    from ezpz.hosts import expand_nodelist
+    from ezpz.schedulers.hosts import expand_nodelist
 
     assert list(expand_nodelist(nodelist)) == slurm.scontrol_hostnames(nodelist)
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-import ezpz.launch
+import ezpz.launch.resolve
 from ezpz import LaunchSpec
 from ezpz.cli import main
 from ezpz.errors import EzpzError, SchedulerError, SpecError
-from ezpz.launch import plan_launch, resolve
+from ezpz.launch.resolve import plan_launch, resolve
+from ezpz.model.spec import env_layer, load_config, merge_layers
 from ezpz.schedulers.base import Allocation, cut_cpu_bind
 from ezpz.schedulers.pbs import PBS
-from ezpz.spec import env_layer, load_config, merge_layers
 
 CMD = ["python3", "train.py"]
 AURORA_CPUS = "list:1-8:9-16:17-24:25-32:33-40:41-48:53-60:61-68:69-76:77-84:85-92:93-100"
@@ -408,7 +408,7 @@ def test_cli_bad_input_exits_2_with_one_line(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (0, "mocked probe"))
+    monkeypatch.setattr(ezpz.launch.resolve, "probe_accelerators", lambda: (0, "mocked probe"))
     assert main(["launch", "--dry-run", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
@@ -424,7 +424,7 @@ def test_cli_empty_hostfile(tmp_path: Path, no_job_env: None, capsys: pytest.Cap
 
 
 def test_plan_launch_from_a_spec_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (0, "mocked probe"))
+    monkeypatch.setattr(ezpz.launch.resolve, "probe_accelerators", lambda: (0, "mocked probe"))
     hosts = tmp_path / "hosts"
     hosts.write_text("n1\nn2\n")
     plan = LaunchSpec(command=CMD, hostfile=hosts, ppn=2, master_port=29500).render({})

@@ -23,6 +23,7 @@ import pytest
 
 from ezpz.cli import main
 from ezpz.errors import SchedulerError, SpecError, TemplateError
+from ezpz.launch.templates import find_template, template_files
 from ezpz.submit import (
     SubmitRequest,
     SubmitSettings,
@@ -33,7 +34,6 @@ from ezpz.submit import (
     render_script,
     submit_settings,
 )
-from ezpz.templates import find_template, template_files
 
 GOLDEN = Path(__file__).parent / "golden" / "submit"
 

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import ezpz.launch
+import ezpz.launch.resolve
 from ezpz.errors import TemplateError
-from ezpz.launch import plan_launch
-from ezpz.plugins.manager import schedulers
-from ezpz.spec import LaunchSpec
-from ezpz.templates import (
+from ezpz.launch.resolve import plan_launch
+from ezpz.launch.templates import (
     Template,
     builtin_template_dir,
     find_template,
@@ -24,6 +22,8 @@ from ezpz.templates import (
     template_files,
     templates_for_host,
 )
+from ezpz.model.spec import LaunchSpec
+from ezpz.plugins.manager import schedulers
 
 CMD = ["python3", "train.py"]
 #: sites.md: each site's scheduler, accelerators per node, launcher and a real hostname.
@@ -165,7 +165,7 @@ def aurora_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
     """A mocked 2-node Aurora PBS job; returns its environment."""
     nodefile = tmp_path / "nodefile"
     nodefile.write_text("x4000c0s0b0n0\nx4000c0s1b0n0\n")
-    monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (0, "mocked probe"))
+    monkeypatch.setattr(ezpz.launch.resolve, "probe_accelerators", lambda: (0, "mocked probe"))
     return {"PBS_JOBID": "8123456.aurora-pbs-0001", "PBS_NODEFILE": str(nodefile), "EZPZ_MASTER_PORT": "29500"}
 
 

@@ -1,4 +1,4 @@
-"""ezpz.wrap and ezpz.profiling in one process: validation, auto choice, blocks, profiler.
+"""ezpz.runtime.wrap and ezpz.runtime.profiling in one process: validation, auto choice, blocks, profiler.
 
 Multi-rank DDP/FSDP behaviour runs for real in tests/test_dist_multirank.py.
 Accelerators are mocked where named (no GPU on this machine).
@@ -13,9 +13,9 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from ezpz import dist, wrap  # noqa: E402
 from ezpz.errors import DistError  # noqa: E402
-from ezpz.profiling import attach_step_profiler  # noqa: E402
+from ezpz.runtime import dist, wrap  # noqa: E402
+from ezpz.runtime.profiling import attach_step_profiler  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

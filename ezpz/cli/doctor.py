@@ -25,8 +25,8 @@ def doctor_command(
     nhosts: Annotated[int | None, typer.Option("-nh", "--nhosts", help="Hosts to check.")] = None,
 ) -> None:
     """Check this machine's launch prerequisites; exit 1 when any check is an error."""
-    from ezpz.doctor import DoctorContext, exit_code, render_table, results_json, run_checks
-    from ezpz.spec import load_config
+    from ezpz.doctor.checks import DoctorContext, exit_code, render_table, results_json, run_checks
+    from ezpz.model.spec import load_config
 
     layers: list[tuple[str, dict[str, Any]]] = []
     if config is not None:

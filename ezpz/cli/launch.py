@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperCommand
 
 from ezpz.cli.args import split_args
-from ezpz.spec import Layer
+from ezpz.model.spec import Layer
 
 __all__ = ["COMMAND_KEY", "FLAGS_KEY", "LaunchCommand", "ezpz_options", "launch", "launch_layers", "register"]
 
@@ -70,7 +70,7 @@ def ezpz_options(params: Iterable[Any]) -> dict[str, bool]:
 
 def launch_layers(ctx: typer.Context, options: dict[str, Any]) -> list[Layer]:
     """Turn ``ezpz launch`` options (as parsed by Typer) into spec layers: config file, then flags."""
-    from ezpz.spec import load_config
+    from ezpz.model.spec import load_config
 
     log_file = options.get("log_file")
     given: dict[str, Any] = {
@@ -151,8 +151,8 @@ def launch(
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print one JSON object.")] = False,
 ) -> int:
     """Launch a command on every rank of this machine or job: ezpz launch [OPTIONS] -- CMD..."""
-    from ezpz.execute import execute
-    from ezpz.launch import describe, plan_launch
+    from ezpz.launch.execute import execute
+    from ezpz.launch.resolve import describe, plan_launch
 
     plan = plan_launch(launch_layers(ctx, ctx.params))
     if dry_run or as_json:

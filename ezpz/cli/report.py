@@ -16,7 +16,7 @@ def report_command(
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Terminal plots and PNGs.")] = True,
 ) -> None:
     """Rebuild report.md from RUN_DIR's metrics JSONL (works on killed runs too)."""
-    from ezpz.report import report_from_jsonl
+    from ezpz.runtime.report import report_from_jsonl
 
     typer.echo(str(report_from_jsonl(run_dir, out, plot=plot)))
 

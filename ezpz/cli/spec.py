@@ -16,7 +16,7 @@ spec_app = typer.Typer(help="Launch config files: JSON schema and validation.", 
 @spec_app.command("schema")
 def schema() -> None:
     """Print the JSON schema of a launch config file (for editors)."""
-    from ezpz.spec import LaunchSpec
+    from ezpz.model.spec import LaunchSpec
 
     typer.echo(json.dumps(LaunchSpec.model_json_schema(), indent=2))
 
@@ -24,8 +24,8 @@ def schema() -> None:
 @spec_app.command("validate")
 def validate(path: Annotated[Path, typer.Argument(help="TOML config file of LaunchSpec fields.")]) -> None:
     """Check a config file (and the template it names); print the spec it gives."""
-    from ezpz.spec import LaunchSpec
-    from ezpz.templates import find_template
+    from ezpz.launch.templates import find_template
+    from ezpz.model.spec import LaunchSpec
 
     spec = LaunchSpec.from_file(path)
     if spec.template:

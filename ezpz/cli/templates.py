@@ -14,7 +14,7 @@ templates_app = typer.Typer(help="List and show launch templates.", no_args_is_h
 @templates_app.command("list")
 def list_templates() -> None:
     """List every template: name, scheduler, description."""
-    from ezpz.templates import load_template, template_files
+    from ezpz.launch.templates import load_template, template_files
 
     for name, path in template_files().items():
         template = load_template(path, name)
@@ -26,7 +26,7 @@ def show_template(name: Annotated[str, typer.Argument(help="Template name or pat
     """Print a template's file."""
     from pathlib import Path
 
-    from ezpz.templates import find_template
+    from ezpz.launch.templates import find_template
 
     template = find_template(name)
     typer.echo(f"# {template.path}")

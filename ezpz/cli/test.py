@@ -33,7 +33,7 @@ def smoke_test_command(
     from ezpz.smoke import smoke_outdir, smoke_plan, smoke_test
 
     if dry_run:
-        from ezpz.launch import describe
+        from ezpz.launch.resolve import describe
 
         typer.echo(describe(smoke_plan(np, max_steps, list(ctx.args), (outdir or smoke_outdir()).resolve())))
         return 0

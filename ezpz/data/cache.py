@@ -57,7 +57,7 @@ def main_first() -> Iterator[None]:
     if ranks is None or ranks[1] == 1:
         yield
         return
-    from ezpz.dist import barrier
+    from ezpz.runtime.dist import barrier
 
     if ranks[0] != 0:
         barrier()

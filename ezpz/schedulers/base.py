@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from ezpz.errors import SchedulerError, SpecError, closest
-from ezpz.hosts import compress_nodelist
-from ezpz.plan import Plan
+from ezpz.model.plan import Plan
 from ezpz.schedulers.devices import device_plan_env
+from ezpz.schedulers.hosts import compress_nodelist
 
 if TYPE_CHECKING:
-    from ezpz.spec import LaunchSpec
+    from ezpz.model.spec import LaunchSpec
 
 __all__ = [
     "DIALECTS",
@@ -73,7 +73,7 @@ class Allocation:
     source: str = ""
     tmpdir: str = "/tmp"
     python: str = "python3"
-    # issue #14: host selection (ezpz.placement)
+    # issue #14: host selection (ezpz.schedulers.placement)
     spares: tuple[str, ...] = ()
     spare_slots: tuple[int, ...] | None = None
     left_out: tuple[tuple[str, str], ...] = ()
@@ -339,7 +339,7 @@ class Scheduler:
         raise NotImplementedError
 
     def render(self, spec: LaunchSpec, allocation: Allocation) -> Plan:
-        """Return the :class:`~ezpz.plan.Plan` that launches ``spec`` on ``allocation``.  Pure."""
+        """Return the :class:`~ezpz.model.plan.Plan` that launches ``spec`` on ``allocation``.  Pure."""
         if not spec.command:
             raise SpecError("no command to launch", None, "put it after --: ezpz launch -- python train.py")
         lay = layout(spec, allocation)

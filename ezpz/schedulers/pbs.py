@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ezpz.errors import SchedulerError
-from ezpz.hosts import read_hostfile
 from ezpz.plugins.hookspecs import hookimpl
 from ezpz.schedulers.base import Allocation, Scheduler, SchedulerRegistry
+from ezpz.schedulers.hosts import read_hostfile
 
 
 class PBS(Scheduler):

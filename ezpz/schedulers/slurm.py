@@ -10,9 +10,9 @@ import re
 from collections.abc import Mapping
 
 from ezpz.errors import SchedulerError
-from ezpz.hosts import expand_nodelist
 from ezpz.plugins.hookspecs import hookimpl
 from ezpz.schedulers.base import Allocation, Scheduler, SchedulerRegistry
+from ezpz.schedulers.hosts import expand_nodelist
 
 _TASKS = re.compile(r"^(\d+)(?:\(x(\d+)\))?$")
 

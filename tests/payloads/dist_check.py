@@ -1,4 +1,4 @@
-"""Multi-rank checks for ezpz.dist / ezpz.wrap, launched by tests/test_dist_multirank.py.
+"""Multi-rank checks for ezpz.runtime.dist / ezpz.runtime.wrap, launched by tests/test_dist_multirank.py.
 
 Usage: ``dist_check.py train OUTDIR`` (setup, all_reduce, DDP vs single
 process, FSDP sharding and DDP equivalence) or ``dist_check.py meet OUTDIR
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import ezpz
-from ezpz.dist import get_dist_info
+from ezpz.runtime.dist import get_dist_info
 
 STEPS, BATCH, DIM = 5, 8, 16
 

@@ -1,7 +1,7 @@
 """Multi-rank checks for ezpz.History, launched by tests/test_history_multirank.py.
 
 Usage: ``history_ranks.py OUTDIR`` under ``ezpz launch -n 4``.  The payload
-initialises gloo itself (no ezpz.dist), counts every torch.distributed
+initialises gloo itself (no ezpz.runtime.dist), counts every torch.distributed
 collective, runs the phases below, and writes ``OUTDIR/rank<R>.json`` with
 its own raw values, the collective counts and the errors it saw; the test
 recomputes the statistics from those files and compares with rank 0's JSONL.
@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from ezpz.errors import HistoryError
-from ezpz.history import History
+from ezpz.runtime.history import History
 
 COLLECTIVES = (
     "all_gather_single", "all_gather_into_tensor", "all_reduce", "all_gather", "all_gather_object",

@@ -17,11 +17,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ezpz.doctor import Check, CheckResult, DoctorContext
+from ezpz.doctor.checks import Check, CheckResult, DoctorContext
 from ezpz.errors import SchedulerError
-from ezpz.hosts import read_hostfile
 from ezpz.plugins.hookspecs import hookimpl
 from ezpz.schedulers.base import Allocation, Scheduler, SchedulerRegistry
+from ezpz.schedulers.hosts import read_hostfile
 
 __all__ = ["MySite", "ezpz_doctor_checks", "ezpz_register_schedulers", "ezpz_template_dirs"]
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from ezpz import dist as ezdist
 from ezpz.errors import DistError, closest
 from ezpz.extras import require
 from ezpz.log import get_logger
+from ezpz.runtime import dist as ezdist
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STRATEGIES", "choose_strategy", "find_blocks", "wrap_ddp", "wrap_fsdp", "wrap_model"]
 
-log = get_logger(__name__)
+log = get_logger("ezpz.wrap")
 
 Strategy = Literal["auto", "ddp", "fsdp"]
 STRATEGIES = ("auto", "ddp", "fsdp")
@@ -264,7 +264,7 @@ def wrap_model(
         reshard_after_forward: FSDP only; see :func:`wrap_fsdp`.
         device_mesh: FSDP only; the mesh to shard over.
         profile: opt-in step profiler, ``"torch"`` or ``"pyinstrument"``
-            (see :mod:`ezpz.profiling`); ``None`` (default) adds nothing.
+            (see :mod:`ezpz.runtime.profiling`); ``None`` (default) adds nothing.
         profile_dir: where the profiler writes its per-rank output.
 
     Returns the wrapped model (the same object with one rank).
@@ -285,7 +285,7 @@ def wrap_model(
     else:
         wrapped = wrap_fsdp(model, dtype=dtype, reshard_after_forward=reshard_after_forward, device_mesh=device_mesh)
     if profile is not None:
-        from ezpz.profiling import attach_step_profiler
+        from ezpz.runtime.profiling import attach_step_profiler
 
         attach_step_profiler(wrapped, kind=profile, outdir=profile_dir)
     return wrapped

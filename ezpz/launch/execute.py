@@ -1,6 +1,6 @@
 """The only module that starts processes.
 
-:func:`execute` runs a :class:`~ezpz.plan.Plan`: it writes the plan's files,
+:func:`execute` runs a :class:`~ezpz.model.plan.Plan`: it writes the plan's files,
 starts the launcher in its own process group, forwards SIGINT/SIGTERM to that
 group (escalating to SIGKILL if the ranks do not exit), runs the idle
 watchdog and the retry loop, and returns the launcher's exit code.
@@ -24,7 +24,7 @@ from typing import IO
 
 from ezpz.errors import LaunchError
 from ezpz.log import get_logger
-from ezpz.plan import Plan
+from ezpz.model.plan import Plan
 
 __all__ = ["TIMEOUT_EXIT", "capture", "execute", "find_launcher", "run_command"]
 

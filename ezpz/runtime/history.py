@@ -27,7 +27,7 @@ Rules for values (the same on every rank)
       mean/std/min/max NaN; an inf makes std NaN), and the over-steps
       :meth:`History.summary` ignores them and counts them in ``nonfinite``.
     * Keys must match ``[\w][\w.-]*`` (no ``/``, no spaces; ``/`` separates
-      statistics in :func:`ezpz.metrics_io.to_dataframe`); ``time`` is
+      statistics in :func:`ezpz.runtime.metrics_io.to_dataframe`); ``time`` is
       reserved and ``step`` may be given as a key instead of the argument.
       A bad key raises :class:`~ezpz.errors.HistoryError` on *every* rank
       after the collective, so no rank is left waiting.
@@ -59,13 +59,13 @@ from typing import Any
 
 from ezpz.errors import HistoryError
 from ezpz.log import get_logger
-from ezpz.metrics_io import METRICS_FILE, JsonlWriter
 from ezpz.ranks import rank_info
-from ezpz.report import META_FILE, MetricTrack, fmt, write_report
+from ezpz.runtime.metrics_io import METRICS_FILE, JsonlWriter
+from ezpz.runtime.report import META_FILE, MetricTrack, fmt, write_report
 
 __all__ = ["History", "Stat", "cross_rank_stats"]
 
-log = get_logger(__name__)
+log = get_logger("ezpz.history")
 
 _KEY = re.compile(r"[\w][\w.\-]*")
 _RESERVED = {"time"}

@@ -1,7 +1,7 @@
 """The rendered launch: frozen data, printable and serialisable.
 
 A :class:`Plan` is what a scheduler adapter's ``render`` returns and what
-:mod:`ezpz.execute` runs.  ``str(plan)`` is the shell-quoted command
+:mod:`ezpz.launch.execute` runs.  ``str(plan)`` is the shell-quoted command
 (``shlex.split(str(plan)) == list(plan.argv)``); :meth:`Plan.to_json` is the
 machine-readable dry run.
 """
@@ -33,7 +33,7 @@ class Plan:
         launcher: MPI dialect (``pals``, ``hydra``, ``openmpi``, ``srun``).
         template: template applied, or ``None``.
         provenance: for each value, the layer or rule that set it.
-        files: files :mod:`ezpz.execute` writes before starting (path, content),
+        files: files :mod:`ezpz.launch.execute` writes before starting (path, content),
             such as the hostfile of a subset launch.
         timeout: idle-watchdog seconds, or ``None``.
         retries: re-runs of a failed launch.

@@ -1,7 +1,7 @@
 """Which hosts a launch may use: excluded and included hosts, spare nodes.
 
 Pure rules over an :class:`~ezpz.schedulers.base.Allocation`; the host sets
-arrive already read (:func:`ezpz.hosts.read_host_set`) and nothing here does
+arrive already read (:func:`ezpz.schedulers.hosts.read_host_set`) and nothing here does
 I/O.  Selection happens before counting, so ``-n`` and ``-nh`` count only the
 hosts left in the allocation.  Every host left out is recorded with the reason,
 for the dry run.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ezpz.errors import SpecError
-from ezpz.hosts import compress_nodelist
+from ezpz.schedulers.hosts import compress_nodelist
 
 if TYPE_CHECKING:
     from ezpz.schedulers.base import Allocation

@@ -2,7 +2,7 @@
 
 A spec says *what* to launch and how many ranks where; it knows nothing of the
 machine.  :meth:`LaunchSpec.render` resolves it against this machine
-(template, scheduler, allocation) into a :class:`~ezpz.plan.Plan`, and
+(template, scheduler, allocation) into a :class:`~ezpz.model.plan.Plan`, and
 :meth:`LaunchSpec.run` executes that plan.
 
 Values come in layers, merged in this order (later wins)::
@@ -175,14 +175,14 @@ class LaunchSpec(BaseModel):
         return cls.from_layers([(f"config:{path}", load_config(path))])
 
     def render(self, environ: Mapping[str, str] | None = None) -> Any:
-        """Resolve this spec on this machine and return the :class:`~ezpz.plan.Plan`."""
-        from ezpz.launch import plan_launch
+        """Resolve this spec on this machine and return the :class:`~ezpz.model.plan.Plan`."""
+        from ezpz.launch.resolve import plan_launch
 
         return plan_launch(self, environ)
 
     def run(self, environ: Mapping[str, str] | None = None) -> int:
         """Render and execute; return the launcher's exit code."""
-        from ezpz.execute import execute
+        from ezpz.launch.execute import execute
 
         return execute(self.render(environ))
 

@@ -106,7 +106,7 @@ class Check:
 
 
 def _capture(argv: Sequence[str], environ: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    from ezpz.execute import run_command
+    from ezpz.launch.execute import run_command
 
     return run_command(argv, env=environ, timeout=timeout)
 
@@ -504,7 +504,7 @@ def check_spec(ctx: DoctorContext) -> CheckResult:
     Also compares the accelerators per node the spec (usually its template)
     expects with what this node shows (``nvidia-smi -L``, ``/dev/dri``, ...).
     """
-    from ezpz.launch import plan_launch, probe_accelerators, resolve
+    from ezpz.launch.resolve import plan_launch, probe_accelerators, resolve
 
     name = "spec"
     if not ctx.layers:

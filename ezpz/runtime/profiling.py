@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PROFILERS", "StepProfiler", "attach_step_profiler"]
 
-log = get_logger(__name__)
+log = get_logger("ezpz.profiling")
 
 PROFILERS = ("torch", "pyinstrument")
 
@@ -131,7 +131,7 @@ def attach_step_profiler(
     The hook detaches itself once the output is written; the path is logged
     and kept in ``profiler.output``.
     """
-    from ezpz.dist import get_rank
+    from ezpz.runtime.dist import get_rank
 
     profiler = StepProfiler(kind, outdir, get_rank(), wait=wait, warmup=warmup, active=active)
 

@@ -25,7 +25,7 @@ training script rewrites:
 World size 1 takes a fast path: no process group, no rendezvous.
 
 Torch and mpi4py are imported inside the functions that need them, through
-:func:`ezpz.extras.require`, so ``import ezpz.dist`` stays cheap.
+:func:`ezpz.extras.require`, so ``import ezpz.runtime.dist`` stays cheap.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ __all__ = [
     "setup_torch",
 ]
 
-log = get_logger(__name__)
+log = get_logger("ezpz.dist")
 
 #: Device types in detection order.
 DEVICE_TYPES = ("cuda", "xpu", "mps", "cpu")

@@ -26,14 +26,14 @@ from typing import Any
 
 from ezpz.errors import HistoryError
 from ezpz.log import get_logger
-from ezpz.metrics_io import read_jsonl
+from ezpz.runtime.metrics_io import read_jsonl
 
 __all__ = ["META_FILE", "REPORT_FILE", "MetricTrack", "report_from_jsonl", "write_report"]
 
 REPORT_FILE = "report.md"
 META_FILE = "meta.json"
 
-log = get_logger(__name__)
+log = get_logger("ezpz.report")
 
 
 class MetricTrack:

@@ -46,7 +46,7 @@ METRICS_FILE = "metrics.jsonl"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _PART = re.compile(r"^(?P<stem>.+)\.(?P<n>\d+)\.jsonl$")
 
-log = get_logger(__name__)
+log = get_logger("ezpz.metrics_io")
 
 
 def encode_value(value: object) -> object:

@@ -1,7 +1,7 @@
 """Launch templates: a site's defaults, as TOML files.
 
 A template names its scheduler, the hostnames of its site, and default
-:class:`~ezpz.spec.LaunchSpec` fields (launcher dialect, accelerators per
+:class:`~ezpz.model.spec.LaunchSpec` fields (launcher dialect, accelerators per
 node, cpu binding, launcher flags, env)::
 
     description = "ALCF Polaris: PBS Pro + PALS mpiexec, 4 NVIDIA A100 per node"
@@ -65,7 +65,7 @@ class Template(BaseModel):
     @field_validator("defaults")
     @classmethod
     def _known_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from ezpz.spec import LaunchSpec
+        from ezpz.model.spec import LaunchSpec
 
         for key in value:
             if key not in LaunchSpec.model_fields or key in ("template", "command"):
@@ -88,7 +88,7 @@ def builtin_template_dir() -> Path:
     if packaged.is_dir():
         return packaged
     # Editable installs and source checkouts keep templates/ at the repo top.
-    return Path(__file__).resolve().parent.parent / "templates"
+    return Path(__file__).resolve().parents[2] / "templates"
 
 
 def _search_dirs() -> list[Path]:

@@ -49,7 +49,7 @@ __all__ = [
     "yeet_worker",
 ]
 
-log = get_logger(__name__)
+log = get_logger("ezpz.envs")
 
 #: ``progress(done_bytes, total_bytes)``: called as work advances.
 Progress = Callable[[int, int], None]
@@ -681,7 +681,7 @@ def yeet_env(
 
     Renders a one-rank-per-node launch of :func:`yeet_worker` with the
     allocation's own launcher (``mpiexec``/``srun``) and runs it through
-    :mod:`ezpz.execute`.
+    :mod:`ezpz.launch.execute`.
 
     Args:
         src: the environment prefix.
@@ -702,8 +702,8 @@ def yeet_env(
         EnvToolError: ``src`` is missing, ``dst`` overlaps it, or ``min_nodes``
             exceeds the allocation.
     """
-    from ezpz.execute import execute
-    from ezpz.launch import plan_launch
+    from ezpz.launch.execute import execute
+    from ezpz.launch.resolve import plan_launch
 
     env = env_at(src)
     target = Path(dst) if dst is not None else default_dst(env)
@@ -745,7 +745,3 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path)
     args = parser.parse_args(argv)
     return yeet_worker(args.src, args.dst, args.compress, args.min_nodes, args.report)
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -1,4 +1,4 @@
-"""Resolution: from a spec's layers and this machine's facts to a :class:`~ezpz.plan.Plan`.
+"""Resolution: from a spec's layers and this machine's facts to a :class:`~ezpz.model.plan.Plan`.
 
 This is the impure half of the launch path: it reads the environment, the
 hostname, the hostfile and (only when nothing else says) probes for
@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from ezpz.errors import SchedulerError
-from ezpz.hosts import read_host_set, read_hostfile
+from ezpz.launch.templates import find_template, templates_for_host
 from ezpz.log import get_logger
-from ezpz.placement import select_hosts
-from ezpz.plan import Plan
+from ezpz.model.plan import Plan
+from ezpz.model.spec import LaunchSpec, Layer, env_layer, merge_layers
 from ezpz.plugins.manager import schedulers
 from ezpz.schedulers.base import Allocation, Scheduler, pick
-from ezpz.spec import LaunchSpec, Layer, env_layer, merge_layers
-from ezpz.templates import find_template, templates_for_host
+from ezpz.schedulers.hosts import read_host_set, read_hostfile
+from ezpz.schedulers.placement import select_hosts
 
 __all__ = ["Resolved", "describe", "free_port", "plan_launch", "probe_accelerators", "resolve"]
 
@@ -50,7 +50,7 @@ def probe_accelerators() -> tuple[int, str]:
     Tries ``nvidia-smi -L`` (NVIDIA), ``rocm-smi`` device files (AMD) and
     ``/dev/dri/renderD*`` (Intel); 0 means a CPU-only node.
     """
-    from ezpz.execute import capture
+    from ezpz.launch.execute import capture
 
     if shutil.which("nvidia-smi"):
         out = capture(["nvidia-smi", "-L"], timeout=10)

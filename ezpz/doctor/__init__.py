@@ -1,0 +1,1 @@
+"""``ezpz doctor``: diagnostics for this machine, its scheduler job and a launch spec."""
