@@ -18,7 +18,7 @@ _LAZY: dict[str, str] = {
     # launch path
     "LaunchSpec": "ezpz.model.spec",
     "Plan": "ezpz.model.plan",
-    "Allocation": "ezpz.schedulers.base",
+    "Allocation": "ezpz.model.allocation",
     "EzpzError": "ezpz.errors",
     "get_logger": "ezpz.log",
     # runtime (torch extra)
@@ -63,6 +63,7 @@ __all__ = [
 if TYPE_CHECKING:
     from ezpz.errors import EzpzError
     from ezpz.log import get_logger
+    from ezpz.model.allocation import Allocation
     from ezpz.model.plan import Plan
     from ezpz.model.spec import LaunchSpec
     from ezpz.runtime.dist import (
@@ -78,7 +79,6 @@ if TYPE_CHECKING:
     )
     from ezpz.runtime.history import History
     from ezpz.runtime.wrap import wrap_ddp, wrap_fsdp, wrap_model
-    from ezpz.schedulers.base import Allocation
 
 
 __getattr__, __dir__ = lazy_module(__name__, _LAZY, globals())

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from ezpz.errors import SchedulerError, SpecError
+from ezpz.model.allocation import Allocation
 from ezpz.model.plan import Plan
 from ezpz.model.spec import LaunchSpec
 from ezpz.plugins.manager import schedulers
-from ezpz.schedulers.base import DIALECTS, Allocation, Scheduler
+from ezpz.schedulers.base import Scheduler
+from ezpz.schedulers.dialects import DIALECTS
 
 ADAPTERS = schedulers()
 NAMES = sorted(ADAPTERS)

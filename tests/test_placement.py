@@ -17,7 +17,8 @@ from ezpz import LaunchSpec
 from ezpz.cli import main
 from ezpz.errors import SchedulerError, SpecError
 from ezpz.launch.resolve import describe, plan_launch
-from ezpz.schedulers.base import Allocation, cpu_bind_note, cut_cpu_bind, pack_accelerators_first
+from ezpz.model.allocation import Allocation
+from ezpz.schedulers.counting import cpu_bind_note, cut_cpu_bind, pack_accelerators_first
 from ezpz.schedulers.hosts import read_host_set
 from ezpz.schedulers.pbs import PBS
 from ezpz.schedulers.placement import select_hosts

@@ -19,7 +19,8 @@ PLUGIN = textwrap.dedent(
     """
     from pathlib import Path
     from ezpz.plugins.hookspecs import hookimpl
-    from ezpz.schedulers.base import Allocation, Scheduler
+    from ezpz.model.allocation import Allocation
+    from ezpz.schedulers.base import Scheduler
 
     class MySite(Scheduler):
         name = "mysite"

@@ -29,10 +29,11 @@ from hypothesis import strategies as st
 
 from ezpz.errors import SchedulerError, SpecError
 from ezpz.launch.resolve import plan_launch
+from ezpz.model.allocation import Allocation
 from ezpz.model.plan import Plan
 from ezpz.model.spec import LaunchSpec
 from ezpz.plugins.manager import schedulers
-from ezpz.schedulers.base import DIALECTS, Allocation
+from ezpz.schedulers.dialects import DIALECTS
 from ezpz.schedulers.hosts import expand_nodelist, parse_hostfile
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

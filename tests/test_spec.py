@@ -19,8 +19,9 @@ from ezpz import LaunchSpec
 from ezpz.cli import main
 from ezpz.errors import EzpzError, SchedulerError, SpecError
 from ezpz.launch.resolve import plan_launch, resolve
+from ezpz.model.allocation import Allocation
 from ezpz.model.spec import env_layer, load_config, merge_layers
-from ezpz.schedulers.base import Allocation, cut_cpu_bind
+from ezpz.schedulers.counting import cut_cpu_bind
 from ezpz.schedulers.pbs import PBS
 
 CMD = ["python3", "train.py"]
@@ -109,7 +110,6 @@ def test_env_items_become_a_table() -> None:
         ({"master_port": 70000}, ("master_port", "70000", "65535")),
         ({"master_port": 0}, ("master_port", "0")),
         ({"accelerators_per_node": -1}, ("accelerators_per_node", "-1")),
-        ({"launcher": "mpich3"}, ("launcher", "mpich3", "pals")),
         ({"template": "  "}, ("template", "blank")),
         ({"env": {"1BAD": "x"}}, ("env", "1BAD", "letters, digits and _")),
         ({"env": {"A-B": "x"}}, ("env", "A-B")),
@@ -121,6 +121,14 @@ def test_bad_field_is_one_spec_error_line(fields: dict[str, object], parts: tupl
     with pytest.raises(SpecError) as info:
         LaunchSpec(**{"command": CMD, **fields})
     assert_line(info.value, *parts)
+
+
+def test_unknown_launcher_is_one_spec_error_line() -> None:
+    """Dialects are open to plugins, so the name is checked against them when the spec is rendered."""
+    spec = LaunchSpec(command=CMD, launcher="mpich3")
+    with pytest.raises(SpecError) as info:
+        PBS().render(spec, Allocation(scheduler="pbs", hosts=("a",)))
+    assert_line(info.value, "launcher", "mpich3", "pals")
 
 
 @pytest.mark.parametrize(

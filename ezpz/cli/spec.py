@@ -26,10 +26,13 @@ def validate(path: Annotated[Path, typer.Argument(help="TOML config file of Laun
     """Check a config file (and the template it names); print the spec it gives."""
     from ezpz.launch.templates import find_template
     from ezpz.model.spec import LaunchSpec
+    from ezpz.schedulers.dialects import dialect
 
     spec = LaunchSpec.from_file(path)
     if spec.template:
         find_template(spec.template)
+    if spec.launcher:
+        dialect(spec.launcher, str(path))
     typer.echo(f"{path}: ok")
     typer.echo(spec.model_dump_json(indent=2, exclude_defaults=True))
 

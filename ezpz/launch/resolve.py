@@ -23,10 +23,12 @@ from typing import Any
 from ezpz.errors import SchedulerError
 from ezpz.launch.templates import find_template, templates_for_host
 from ezpz.log import get_logger
+from ezpz.model.allocation import Allocation
 from ezpz.model.plan import Plan
 from ezpz.model.spec import LaunchSpec, Layer, env_layer, merge_layers
 from ezpz.plugins.manager import schedulers
-from ezpz.schedulers.base import Allocation, Scheduler, pick
+from ezpz.plugins.registry import pick
+from ezpz.schedulers.base import Scheduler
 from ezpz.schedulers.hosts import read_host_set, read_hostfile
 from ezpz.schedulers.placement import select_hosts
 

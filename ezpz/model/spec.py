@@ -27,9 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ezpz.errors import SpecError, closest
 
-__all__ = ["LAUNCHERS", "Layer", "LaunchSpec", "env_layer", "merge_layers"]
+__all__ = ["Layer", "LaunchSpec", "env_layer", "merge_layers"]
 
-LAUNCHERS = ("pals", "hydra", "openmpi", "srun")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 Count = Annotated[int, Field(ge=1, le=10_000_000)]
@@ -66,8 +65,10 @@ class LaunchSpec(BaseModel):
     cpu_bind: str | None = Field(None, description="CPU binding passed to the launcher (e.g. depth, list:1-8:9-16).")
     env: dict[str, str] = Field(default_factory=dict, description="Variables to pass to every rank (KEY=VALUE).")
     launcher_flags: list[str] = Field(default_factory=list, description="Extra flags given to the launcher verbatim.")
-    launcher: Literal["pals", "hydra", "openmpi", "srun"] | None = Field(
-        None, description="MPI dialect to render; default from the template or scheduler."
+    # Checked against the dialects (built-in and plugins') when rendered: ezpz.schedulers.dialects.
+    launcher: str | None = Field(
+        None,
+        description="MPI dialect to render (pals, hydra, openmpi, srun or a plugin's); default from the scheduler.",
     )
     accelerators_per_node: int | None = Field(
         None, ge=0, le=4096, description="Accelerators per node; default from template, scheduler or a probe."
@@ -127,7 +128,7 @@ class LaunchSpec(BaseModel):
                 raise ValueError(f"bad variable name {key!r}: use letters, digits and _")
         return value
 
-    @field_validator("template", "scheduler", "exclude_hosts", "include_hosts")
+    @field_validator("template", "scheduler", "launcher", "exclude_hosts", "include_hosts")
     @classmethod
     def _nonblank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():

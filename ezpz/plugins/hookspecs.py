@@ -20,7 +20,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from ezpz.doctor.checks import Check
-    from ezpz.schedulers.base import SchedulerRegistry
+    from ezpz.plugins.registry import SchedulerRegistry
 
 __all__ = ["hookimpl", "hookspec"]
 

@@ -1,6 +1,7 @@
-"""The one module that touches ``pm.hook``; everyone else calls its typed functions.
+"""The one module that touches the plugin manager and ``pm.hook``; everyone else calls its typed functions.
 
-Built-in adapters are registered before external plugins.  An external plugin
+Built-in adapters (:mod:`ezpz.plugins.builtins`) are registered before external
+plugins and cannot be replaced by them.  An external plugin
 that fails to import is logged, skipped, and remembered for ``ezpz doctor``
 (:func:`plugin_report`).
 """
@@ -17,10 +18,19 @@ import pluggy
 
 from ezpz.log import get_logger
 from ezpz.plugins import hookspecs
+from ezpz.plugins.builtins import BUILTINS, BuiltinAdapter
+from ezpz.plugins.registry import SchedulerRegistry
+from ezpz.schedulers.base import Scheduler
 
-__all__ = ["PluginInfo", "doctor_checks", "get_plugin_manager", "plugin_report", "plugin_template_dirs", "schedulers"]
-
-BUILTINS = ("ezpz.schedulers.pbs", "ezpz.schedulers.slurm", "ezpz.schedulers.local")
+__all__ = [
+    "PluginInfo",
+    "doctor_checks",
+    "get_plugin_manager",
+    "plugin_report",
+    "plugin_template_dirs",
+    "scheduler_registry",
+    "schedulers",
+]
 
 
 @dataclass(frozen=True)
@@ -49,12 +59,11 @@ _versions: dict[str, str] = {}
 @cache
 def get_plugin_manager() -> pluggy.PluginManager:
     """Return the process-wide plugin manager, built-ins first, then entry points."""
-    import importlib
-
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for module in BUILTINS:
-        pm.register(importlib.import_module(module), name=module)
+    # pluggy calls the last registered first; reversed, pbs, slurm, local register in that order.
+    for name, cls in reversed(BUILTINS.items()):
+        pm.register(BuiltinAdapter(cls), name=name)
     log = get_logger("ezpz.plugins")
     for ep in entry_points(group=hookspecs.PROJECT):
         if pm.has_plugin(ep.name) or ep.name in BUILTINS:
@@ -69,16 +78,22 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def schedulers() -> dict[str, Any]:
-    """Return ``{name: Scheduler instance}``, built-ins first."""
-    from ezpz.schedulers.base import SchedulerRegistry
-
-    registry = SchedulerRegistry()
+def scheduler_registry() -> SchedulerRegistry:
+    """Return a registry filled by the built-in adapters, then by the plugins' (which cannot replace them)."""
     pm = get_plugin_manager()
-    for impl in pm.hook.ezpz_register_schedulers.get_hookimpls():
-        registry.builtin = impl.plugin_name in BUILTINS
-        impl.function(registry=registry)
-    return registry.instances()
+    plugins = pm.list_name_plugin()
+    builtin = [plugin for name, plugin in plugins if name in BUILTINS]
+    external = [plugin for name, plugin in plugins if name not in BUILTINS]
+    registry = SchedulerRegistry()
+    pm.subset_hook_caller("ezpz_register_schedulers", remove_plugins=external)(registry=registry)
+    registry.close_builtins()
+    pm.subset_hook_caller("ezpz_register_schedulers", remove_plugins=builtin)(registry=registry)
+    return registry
+
+
+def schedulers() -> dict[str, Scheduler]:
+    """Return ``{name: Scheduler instance}``, built-ins first."""
+    return scheduler_registry().instances()
 
 
 def plugin_template_dirs() -> list[Path]:
@@ -101,7 +116,9 @@ def plugin_report() -> list[PluginInfo]:
     """Every plugin: loaded ones with their hooks, and those that failed to load."""
     pm = get_plugin_manager()
     infos = []
-    for name, plugin in pm.list_name_plugin():
+    order = list(BUILTINS)
+    named = sorted(pm.list_name_plugin(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
+    for name, plugin in named:
         if plugin is None:
             continue
         hooks = tuple(h.name for h in pm.get_hookcallers(plugin) or ())

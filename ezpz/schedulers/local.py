@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ezpz.plugins.hookspecs import hookimpl
-from ezpz.schedulers.base import Allocation, Scheduler, SchedulerRegistry
+from ezpz.model.allocation import Allocation
+from ezpz.schedulers.base import Scheduler
 
 
 class Local(Scheduler):
@@ -21,9 +21,3 @@ class Local(Scheduler):
     def allocation(self, environ: Mapping[str, str]) -> Allocation:
         """Return this machine, as ``localhost``."""
         return Allocation(scheduler=self.name, hosts=("localhost",), source="this machine")
-
-
-@hookimpl
-def ezpz_register_schedulers(registry: SchedulerRegistry) -> None:
-    """Register the local adapter."""
-    registry.add(Local)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ezpz.errors import SchedulerError
-from ezpz.plugins.hookspecs import hookimpl
-from ezpz.schedulers.base import Allocation, Scheduler, SchedulerRegistry
+from ezpz.model.allocation import Allocation
+from ezpz.schedulers.base import Scheduler
 from ezpz.schedulers.hosts import read_hostfile
 
 
@@ -44,9 +44,3 @@ class PBS(Scheduler):
             slots=None,
             source=f"PBS_NODEFILE={nodefile}",
         )
-
-
-@hookimpl
-def ezpz_register_schedulers(registry: SchedulerRegistry) -> None:
-    """Register the PBS adapter."""
-    registry.add(PBS)

@@ -1,6 +1,6 @@
 """Which hosts a launch may use: excluded and included hosts, spare nodes.
 
-Pure rules over an :class:`~ezpz.schedulers.base.Allocation`; the host sets
+Pure rules over an :class:`~ezpz.model.allocation.Allocation`; the host sets
 arrive already read (:func:`ezpz.schedulers.hosts.read_host_set`) and nothing here does
 I/O.  Selection happens before counting, so ``-n`` and ``-nh`` count only the
 hosts left in the allocation.  Every host left out is recorded with the reason,
@@ -18,7 +18,7 @@ from ezpz.errors import SpecError
 from ezpz.schedulers.hosts import compress_nodelist
 
 if TYPE_CHECKING:
-    from ezpz.schedulers.base import Allocation
+    from ezpz.model.allocation import Allocation
 
 __all__ = ["Selection", "select_hosts"]
 
@@ -29,7 +29,7 @@ class Selection:
 
     Attributes:
         allocation: the allocation to count on: usable hosts only, spares in
-            :attr:`~ezpz.schedulers.base.Allocation.spares`.
+            :attr:`~ezpz.model.allocation.Allocation.spares`.
         warnings: hosts named that the job does not have (ignored).
     """
 

@@ -10,8 +10,8 @@ import re
 from collections.abc import Mapping
 
 from ezpz.errors import SchedulerError
-from ezpz.plugins.hookspecs import hookimpl
-from ezpz.schedulers.base import Allocation, Scheduler, SchedulerRegistry
+from ezpz.model.allocation import Allocation
+from ezpz.schedulers.base import Scheduler
 from ezpz.schedulers.hosts import expand_nodelist
 
 _TASKS = re.compile(r"^(\d+)(?:\(x(\d+)\))?$")
@@ -73,9 +73,3 @@ class Slurm(Scheduler):
             accelerators=_gpus(environ),
             source=f"SLURM_JOB_NODELIST={nodelist}",
         )
-
-
-@hookimpl
-def ezpz_register_schedulers(registry: SchedulerRegistry) -> None:
-    """Register the Slurm adapter."""
-    registry.add(Slurm)

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from ezpz.doctor.checks import Check, CheckResult, DoctorContext
 from ezpz.errors import SchedulerError
+from ezpz.model.allocation import Allocation
 from ezpz.plugins.hookspecs import hookimpl
-from ezpz.schedulers.base import Allocation, Scheduler, SchedulerRegistry
+from ezpz.plugins.registry import SchedulerRegistry
+from ezpz.schedulers.base import Scheduler
 from ezpz.schedulers.hosts import read_hostfile
 
 __all__ = ["MySite", "ezpz_doctor_checks", "ezpz_register_schedulers", "ezpz_template_dirs"]
