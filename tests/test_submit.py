@@ -24,15 +24,12 @@ import pytest
 from ezpz.cli import main
 from ezpz.errors import SchedulerError, SpecError, TemplateError
 from ezpz.launch.templates import find_template, template_files
+from ezpz.model.template import SubmitSettings, format_walltime, parse_walltime, submit_settings
 from ezpz.submit import (
     SubmitRequest,
-    SubmitSettings,
     check_request,
     choose_scheduler,
-    format_walltime,
-    parse_walltime,
     render_script,
-    submit_settings,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "submit"

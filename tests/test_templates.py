@@ -15,7 +15,6 @@ import ezpz.launch.resolve
 from ezpz.errors import TemplateError
 from ezpz.launch.resolve import plan_launch
 from ezpz.launch.templates import (
-    Template,
     builtin_template_dir,
     find_template,
     load_template,
@@ -23,6 +22,7 @@ from ezpz.launch.templates import (
     templates_for_host,
 )
 from ezpz.model.spec import LaunchSpec
+from ezpz.model.template import Template
 from ezpz.plugins.manager import schedulers
 
 CMD = ["python3", "train.py"]

@@ -1,4 +1,6 @@
-"""Launch templates: a site's defaults, as TOML files.
+"""Template discovery: reading template files, finding one by name, path or hostname.
+
+The value itself is :class:`ezpz.model.template.Template`.
 
 A template names its scheduler, the hostnames of its site, and default
 :class:`~ezpz.model.spec.LaunchSpec` fields (launcher dialect, accelerators per
@@ -21,65 +23,21 @@ looks a name up; ``--template path/to/site.toml`` reads a file.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
-from ezpz.errors import SpecError, TemplateError, closest
+from ezpz.errors import TemplateError, closest
+from ezpz.model.template import Template
+from ezpz.model.validation import first_error
 
-__all__ = ["Template", "builtin_template_dir", "find_template", "load_template", "template_files", "templates_for_host"]
+__all__ = ["builtin_template_dir", "find_template", "load_template", "template_files", "templates_for_host"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-
-class Template(BaseModel):
-    """A site's launch defaults.
-
-    Attributes:
-        name: the template's name (its file stem).
-        description: one line for ``ezpz templates list``.
-        scheduler: the adapter this site uses (``pbs``, ``slurm``, ``local``, ...).
-        hostnames: shell-style patterns of the site's hostnames; on a matching
-            host inside that scheduler's job, the template is chosen automatically.
-        defaults: LaunchSpec fields this template sets.
-        submit: batch-submission settings (queues, account rules) for ``ezpz submit``.
-        path: where the template was read from.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str
-    description: str = ""
-    scheduler: str
-    hostnames: list[str] = Field(default_factory=list)
-    defaults: dict[str, Any] = Field(default_factory=dict)
-    submit: dict[str, Any] = Field(default_factory=dict)
-    path: str = ""
-
-    @field_validator("defaults")
-    @classmethod
-    def _known_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from ezpz.model.spec import LaunchSpec
-
-        for key in value:
-            if key not in LaunchSpec.model_fields or key in ("template", "command"):
-                raise ValueError(f"unknown default {key!r}; {closest(key, LaunchSpec.model_fields)}")
-        try:
-            LaunchSpec.model_validate(value)
-        except SpecError as exc:
-            raise ValueError(exc.line()) from None
-        return value
-
-    def matches_host(self, hostname: str) -> str | None:
-        """Return the first hostname pattern matching ``hostname`` (short name), else ``None``."""
-        short = hostname.split(".")[0]
-        return next((p for p in self.hostnames if fnmatch.fnmatchcase(short, p)), None)
 
 
 def builtin_template_dir() -> Path:
@@ -123,9 +81,8 @@ def load_template(path: str | Path, name: str | None = None) -> Template:
     try:
         return Template.model_validate({"name": name or path.stem, "path": str(path), **data})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise TemplateError(f"invalid template {path}: {loc}: {err['msg'].removeprefix('Value error, ')}") from None
+        err = first_error(exc)
+        raise TemplateError(f"invalid template {path}: {err.loc}: {err.message}") from None
 
 
 def find_template(name_or_path: str) -> Template:

@@ -26,6 +26,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ezpz.errors import SpecError, closest
+from ezpz.model.validation import first_error
 
 __all__ = ["Layer", "LaunchSpec", "env_layer", "merge_layers"]
 
@@ -190,20 +191,15 @@ class LaunchSpec(BaseModel):
 
 def _spec_error(exc: ValidationError, origin: str | None, provenance: Mapping[str, str] | None = None) -> SpecError:
     """Turn pydantic's first error into one line naming file, field and value."""
-    err = exc.errors()[0]
-    loc = ".".join(str(part) for part in err["loc"]) or "spec"
-    field = str(err["loc"][0]) if err["loc"] else ""
-    source = (provenance or {}).get(field) or origin
+    err = first_error(exc)
+    loc = err.loc or "spec"
+    source = (provenance or {}).get(err.field) or origin
     where = ""
     if source is not None:
         where = f" in {source.removeprefix('config:')}" if source.startswith("config:") else f" (from {source})"
-    if err["type"] == "extra_forbidden":
-        return SpecError(f"unknown key {loc!r}{where}", err.get("input"), closest(loc, LaunchSpec.model_fields))
-    message = err["msg"].removeprefix("Value error, ")
-    given = err.get("input")
-    if isinstance(given, dict):
-        given = None
-    return SpecError(f"invalid {loc}{where}: {message}", given)
+    if err.kind == "extra_forbidden":
+        return SpecError(f"unknown key {loc!r}{where}", err.given, closest(loc, LaunchSpec.model_fields))
+    return SpecError(f"invalid {loc}{where}: {err.message}", err.shown)
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
