@@ -1,23 +1,23 @@
-"""``ezpz submit``: a PBS or Slurm batch script from the same spec as ``ezpz launch``.
+"""``ezpz submit``: a batch script (PBS, Slurm, or a plugin scheduler's) from the same spec as ``ezpz launch``.
 
 The script is rendered from three things:
 
 * the **request**: nodes, walltime, queue, account, filesystems, job name
-  (:class:`SubmitRequest`);
+  (:class:`~ezpz.model.batch.SubmitRequest`);
 * the template's ``[submit]`` table: the site's queues and their limits,
   whether an account is required, default filesystems, the environment
-  set-up lines (:class:`SubmitSettings`);
+  set-up lines (:class:`~ezpz.model.template.SubmitSettings`);
 * the **launch line**: ``ezpz launch [the same launch options] -- CMD``,
   which runs inside the job and resolves the allocation there.
 
 :func:`render_script` is pure (same inputs, same text);
 :func:`check_request` raises a one-line :class:`~ezpz.errors.SpecError` for
-bad input before anything is written.  :func:`choose_scheduler` and
-:func:`submit_script` are the impure edges: the first may look for ``qsub`` /
-``sbatch`` on ``PATH``, the second hands the script to them through
-:func:`ezpz.launch.execute.capture`.
-
-The ``[submit]`` table itself is :class:`ezpz.model.template.SubmitSettings`.
+bad input before anything is written.  :func:`plan_submit` resolves the spec
+with :func:`ezpz.launch.resolve.choose`, the resolver ``ezpz launch`` uses
+(it may look for ``qsub`` / ``sbatch`` on ``PATH`` to tell the batch system);
+:func:`submit_script` hands the script to the scheduler's submit command.
+The scheduler's own lines (``#PBS``, ``#SBATCH``) come from its adapter's
+:meth:`~ezpz.schedulers.base.Scheduler.batch_header`.
 """
 
 from __future__ import annotations
@@ -28,72 +28,22 @@ import shlex
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from ezpz.errors import LaunchError, SchedulerError, SpecError, closest
-from ezpz.launch.templates import find_template, templates_for_host
-from ezpz.model.spec import LaunchSpec, Layer, env_layer, merge_layers
-from ezpz.model.template import SubmitSettings, Template, format_walltime, parse_walltime, submit_settings
+from ezpz.launch.execute import run_command
+from ezpz.launch.resolve import choose
+from ezpz.model.batch import BatchScript, SubmitRequest
+from ezpz.model.spec import LaunchSpec, Layer
+from ezpz.model.template import SubmitSettings, format_walltime, parse_walltime, submit_settings
+from ezpz.plugins.manager import schedulers
+from ezpz.plugins.registry import pick
+from ezpz.schedulers.base import Scheduler
 
-__all__ = [
-    "BATCH_SCHEDULERS",
-    "BatchScript",
-    "SubmitRequest",
-    "check_request",
-    "choose_scheduler",
-    "plan_submit",
-    "render_script",
-    "submit_script",
-]
-
-#: Schedulers ezpz writes batch scripts for, and the command that submits one.
-BATCH_SCHEDULERS: dict[str, tuple[str, ...]] = {
-    "pbs": ("qsub",),
-    "slurm": ("sbatch", "--parsable"),
-}
+__all__ = ["check_request", "plan_submit", "render_script", "submit_script"]
 
 _WORD = re.compile(r"^[^\s'\"\\]+$")
 # What qsub and sbatch --parsable print on success: "8123456.aurora-pbs-0001..." / "123" / "123;cluster".
 _JOB_ID = re.compile(r"^(\d+(?:\.[\w.-]+)?)(?:;\S+)?$")
-
-
-@dataclass(frozen=True)
-class SubmitRequest:
-    """What the user asks of the batch system.
-
-    Attributes:
-        nodes: nodes to allocate.
-        walltime: seconds the job may run.
-        queue: queue (PBS) or partition / QOS (Slurm); ``None`` for the default.
-        account: project to charge.
-        filesystems: PBS ``-l filesystems=``; ``None`` for the template's default.
-        job_name: the job's name.
-        output: file for the job's output; ``None`` for the scheduler's default
-            (PBS) or ``<job_name>-<jobid>.out`` (Slurm).
-    """
-
-    nodes: int
-    walltime: int
-    queue: str | None = None
-    account: str | None = None
-    filesystems: str | None = None
-    job_name: str = "ezpz"
-    output: str | None = None
-
-
-@dataclass(frozen=True)
-class BatchScript:
-    """A rendered batch script and the command that submits it.
-
-    Attributes:
-        scheduler: ``pbs`` or ``slurm``.
-        text: the script.
-        submit_argv: the submit command, to which the script's path is appended.
-    """
-
-    scheduler: str
-    text: str
-    submit_argv: tuple[str, ...]
 
 
 def check_request(request: SubmitRequest, settings: SubmitSettings, template: str | None = None) -> str | None:
@@ -146,52 +96,8 @@ def check_request(request: SubmitRequest, settings: SubmitSettings, template: st
     return queue
 
 
-def _pbs_header(request: SubmitRequest, settings: SubmitSettings, queue: str | None) -> list[str]:
-    select = f"select={request.nodes}" + (f":system={settings.system}" if settings.system else "")
-    lines = [f"#PBS -N {request.job_name}"]
-    if request.account:
-        lines.append(f"#PBS -A {request.account}")
-    if queue:
-        lines.append(f"#PBS -q {queue}")
-    lines.append(f"#PBS -l {select}")
-    if settings.place:
-        lines.append(f"#PBS -l place={settings.place}")
-    lines.append(f"#PBS -l walltime={format_walltime(request.walltime)}")
-    filesystems = request.filesystems or settings.filesystems
-    if filesystems:
-        lines.append(f"#PBS -l filesystems={filesystems}")
-    # One output file, stdout and stderr joined, as users read it.
-    lines.append("#PBS -j oe")
-    if request.output:
-        lines.append(f"#PBS -o {request.output}")
-    return lines
-
-
-def _slurm_header(
-    request: SubmitRequest, settings: SubmitSettings, queue: str | None, ppn: int | None, gpus: int | None
-) -> list[str]:
-    lines = [f"#SBATCH --job-name={request.job_name}"]
-    if request.account:
-        lines.append(f"#SBATCH --account={request.account}")
-    if queue:
-        limits = settings.queues.get(queue)
-        option = (limits.option if limits else None) or settings.queue_option
-        lines.append(f"#SBATCH --{option}={queue}")
-    lines.append(f"#SBATCH --nodes={request.nodes}")
-    # The allocation must hold the ranks the launch line will start.
-    if ppn:
-        lines.append(f"#SBATCH --ntasks-per-node={ppn}")
-    if gpus:
-        lines.append(f"#SBATCH --gpus-per-node={gpus}")
-    if settings.constraint:
-        lines.append(f"#SBATCH --constraint={settings.constraint}")
-    lines.append(f"#SBATCH --time={format_walltime(request.walltime)}")
-    lines.append(f"#SBATCH --output={request.output or request.job_name + '-%j.out'}")
-    return lines
-
-
 def render_script(
-    scheduler: str,
+    scheduler: Scheduler | str,
     request: SubmitRequest,
     settings: SubmitSettings,
     launch_argv: Sequence[str],
@@ -200,78 +106,30 @@ def render_script(
     ranks_per_node: int | None = None,
     gpus_per_node: int | None = None,
 ) -> BatchScript:
-    """Render the batch script for ``scheduler`` (``pbs`` or ``slurm``).  Pure.
+    """Render the batch script for ``scheduler`` (an adapter, or its name).  Pure for an adapter.
 
     ``launch_argv`` is the ``ezpz launch …`` line run inside the job.
-    ``ranks_per_node`` and ``gpus_per_node``, when known, size a Slurm
-    allocation (``--ntasks-per-node``, ``--gpus-per-node``); PBS allocates
-    whole nodes.  Raises :class:`SpecError` for a request :func:`check_request`
-    refuses.
+    ``ranks_per_node`` and ``gpus_per_node``, when known, size the allocation
+    where the scheduler asks for them (Slurm's ``--ntasks-per-node``,
+    ``--gpus-per-node``).  Raises :class:`SpecError` for a request
+    :func:`check_request` refuses, :class:`SchedulerError` for a scheduler
+    without a batch system.
     """
-    if scheduler not in BATCH_SCHEDULERS:
-        raise SchedulerError(
-            "ezpz submit writes batch scripts for PBS and Slurm only",
-            scheduler,
-            "pass --scheduler pbs or --scheduler slurm",
-        )
+    adapter = pick(schedulers(), {}, scheduler, batch=True)[0] if isinstance(scheduler, str) else scheduler
     queue = check_request(request, settings, template)
-    # PBS starts the job in $HOME with a bare environment: a login shell gives
-    # it the module command, and the script moves to the submission directory.
-    # sbatch passes the submitting shell's environment and directory on, and a
-    # login shell would reset PATH (a user's activated venv) from /etc/profile.
-    if scheduler == "pbs":
-        shell = "#!/bin/bash -l"
-        header = _pbs_header(request, settings, queue)
-        workdir = ['cd "$PBS_O_WORKDIR"']
-    else:
-        shell = "#!/bin/bash"
-        header = _slurm_header(request, settings, queue, ranks_per_node, gpus_per_node)
-        workdir = []
+    header = adapter.batch_header(request, settings, queue, ranks_per_node, gpus_per_node)
     origin = f"template {template}" if template else "no template"
     lines = [
-        shell,
-        *header,
-        f"# Written by ezpz submit ({scheduler}, {origin}).",
+        header.shebang,
+        *header.directives,
+        f"# Written by ezpz submit ({adapter.name}, {origin}).",
         "",
-        *workdir,
+        *header.prologue,
         *settings.setup,
         shlex.join(launch_argv),
         "",
     ]
-    return BatchScript(scheduler=scheduler, text="\n".join(lines), submit_argv=BATCH_SCHEDULERS[scheduler])
-
-
-def choose_scheduler(
-    named: str | None,
-    template: Template | None,
-    active: Sequence[str],
-    which: Mapping[str, str | None] | None = None,
-) -> tuple[str, str]:
-    """Decide which batch system to write for; return it and why.
-
-    Order: ``named`` (``--scheduler`` / ``EZPZ_SCHEDULER`` / config), the
-    template's scheduler, a batch scheduler whose job we are inside
-    (``active``), then the one whose submit command is on ``PATH`` (``which``
-    maps a command to its path; default: look it up).
-    """
-    if named:
-        return named, "chosen"
-    if template is not None:
-        return template.scheduler, f"template {template.name}"
-    inside = [name for name in active if name in BATCH_SCHEDULERS]
-    if inside:
-        return inside[0], "inside its job"
-    found = {name: argv[0] for name, argv in BATCH_SCHEDULERS.items()}
-    paths = which if which is not None else {cmd: shutil.which(cmd) for cmd in found.values()}
-    on_path = [name for name, cmd in found.items() if paths.get(cmd)]
-    if len(on_path) == 1:
-        return on_path[0], f"{found[on_path[0]]} on PATH"
-    given = ", ".join(found[name] for name in on_path) if on_path else None
-    raise SchedulerError(
-        "cannot tell which batch system to submit to",
-        given,
-        "pass --scheduler pbs|slurm or --template NAME (see ezpz templates list)",
-    )
+    return BatchScript(scheduler=adapter.name, text="\n".join(lines), submit_argv=adapter.submit_argv)
 
 
 def submit_script(script: BatchScript, directory: str | None = None) -> str:
@@ -281,8 +139,6 @@ def submit_script(script: BatchScript, directory: str | None = None) -> str:
     submission) that is removed afterwards.  A failed submission raises
     :class:`SchedulerError` carrying the command's first line of output.
     """
-    from ezpz.launch.execute import run_command
-
     command = script.submit_argv[0]
     if shutil.which(command) is None:
         raise SchedulerError(
@@ -347,23 +203,8 @@ def plan_submit(
     repeated on the ``ezpz launch`` line inside the script.  ``nodes``
     defaults to what ``-nh`` (or ``-n`` / ``-ppn``) asks for, else 1.
     """
-    import socket
-
-    from ezpz.plugins.manager import schedulers
-
-    env = os.environ if environ is None else environ
-    layers = list(layers)
-    cut = sum(1 for name, _ in layers if name.startswith("config:"))
-    user = [*layers[:cut], ("env", env_layer(env)), *layers[cut:]]
-    wanted, provenance = merge_layers(user)
-    template = find_template(str(wanted["template"])) if wanted.get("template") else None
-    active = [name for name, adapter in schedulers().items() if adapter.affinity(env) >= 2]
-    scheduler, _ = choose_scheduler(wanted.get("scheduler"), template, active)
-    if template is None:
-        auto = templates_for_host(socket.gethostname(), scheduler)
-        template = auto[0] if auto else None
-    base: list[Layer] = [(f"template:{template.name}", template.defaults)] if template else []
-    spec = LaunchSpec.from_layers([*base, *user])
+    choice = choose(layers, environ, batch=True)
+    spec, template = choice.spec, choice.template
     if not spec.command:
         raise SpecError(
             "no command to submit", None, "put it after --: ezpz submit --nodes 2 --time 01:00:00 -- python train.py"
@@ -391,12 +232,12 @@ def plan_submit(
     # The job must use the template this script was written for, even when it
     # came from EZPZ_TEMPLATE or the host name rather than a flag (PBS does
     # not pass the environment into the job).
-    if template is not None and provenance.get("template") != "flags":
-        extra = ["-t", template.path if str(wanted.get("template", "")).endswith(".toml") else template.name]
+    if template is not None and spec.provenance.get("template") != "flags":
+        extra = ["-t", template.path if str(spec.template or "").endswith(".toml") else template.name]
     launch = ["ezpz", "launch", *launch_options, *extra, "--", *spec.command]
     accel = spec.accelerators_per_node
     return render_script(
-        scheduler,
+        choice.adapter,
         request,
         submit_settings(template),
         launch,

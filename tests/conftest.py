@@ -1,11 +1,13 @@
-"""Shared fixtures: environment guard, PBS/Slurm environments under tmp_path."""
+"""Shared fixtures: environment guard, PBS/Slurm environments under tmp_path, a fake machine."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+
+from ezpz.launch.machine import Machine
 
 
 @pytest.fixture(autouse=True)
@@ -45,3 +47,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite the golden files (tests/golden/expected, tests/golden/submit) instead of failing on a difference",
     )
+
+
+@pytest.fixture
+def fake_machine(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Machine]:
+    """Return ``install(hostname=..., accelerators=N, how=...)``: make :meth:`Machine.here` return a fake.
+
+    Every resolve that is not handed a machine (the CLI, ``LaunchSpec.render``)
+    then sees that hostname and that accelerator probe; the temporary
+    directory, interpreter and port lookup stay this machine's.  Mocked
+    because this machine has no site hostname and no GPUs.
+    """
+
+    def install(hostname: str = "testhost", accelerators: int = 0, how: str = "mocked probe") -> Machine:
+        real = Machine.here()
+        machine = Machine(
+            hostname=hostname, tmp_dir=real.tmp_dir, python=real.python, probe=lambda: (accelerators, how)
+        )
+        monkeypatch.setattr(Machine, "here", classmethod(lambda cls: machine))
+        return machine
+
+    return install

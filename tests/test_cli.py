@@ -96,11 +96,11 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, needle):
     assert "Traceback" not in err
 
 
-def test_site_template_is_chosen_by_hostname_inside_its_scheduler(tmp_path, monkeypatch):
-    """Mocked: a Polaris PBS job (its environment and nodefile; no PBS here) and the hostname."""
+def test_site_template_is_chosen_by_hostname_inside_its_scheduler(tmp_path, fake_machine):
+    """Mocked: a Polaris PBS job (its environment and nodefile; no PBS here) and the hostname (a fake machine)."""
     nodefile = tmp_path / "nodefile"
     nodefile.write_text("x3005c0s13b0n0\nx3005c0s13b1n0\n")
-    monkeypatch.setattr("socket.gethostname", lambda: "x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov")
+    fake_machine(hostname="x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov")
     env = {"PBS_JOBID": "123.polaris-pbs-01", "PBS_NODEFILE": str(nodefile), "PATH": "/usr/bin"}
     from ezpz.launch.resolve import describe, plan_launch
 
@@ -125,7 +125,7 @@ def test_switches_given_as_false_or_zero_still_override_lower_layers(tmp_path):
 
 
 def test_master_ports_are_distinct_and_below_the_ephemeral_range():
-    from ezpz.launch.resolve import free_port
+    from ezpz.net import free_port
 
     ports = {free_port() for _ in range(5)}
     assert len(ports) == 5

@@ -3,7 +3,7 @@
 Each ``tests/golden/cases/NAME.toml`` describes one launch:
 
 * ``description``: what the case shows (and which ``sites.md`` row it is);
-* ``hostname``: what ``socket.gethostname()`` returns (site templates are
+* ``hostname``: the fake machine's hostname (site templates are
   chosen by hostname);
 * ``probe``: accelerators the node probe reports.  Mocked: this machine has
   no GPUs, so every case states the count it assumes (default 0);
@@ -38,7 +38,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from typer.testing import CliRunner
 
 import ezpz.launch.resolve
 from ezpz.cli import app, main
+from ezpz.launch.machine import Machine
 from ezpz.launch.templates import template_files
 from ezpz.model.plan import Plan
 
@@ -131,7 +132,9 @@ def _render_cli(
     return seen[0]
 
 
-def render_case(case: Mapping[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Plan | dict[str, Any]:
+def render_case(
+    case: Mapping[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPatch, fake_machine: Callable[..., Machine]
+) -> Plan | dict[str, Any]:
     """Set up the case's files, hostname and probe, and render it."""
     for name, text in case.get("write", {}).items():
         (tmp / name).write_text(text)
@@ -139,15 +142,14 @@ def render_case(case: Mapping[str, Any], tmp: Path, monkeypatch: pytest.MonkeyPa
         (tmp / name).write_text("".join(gen["format"].format(i) + "\n" for i in range(gen["count"])))
     environ = {"EZPZ_MASTER_PORT": MASTER_PORT}
     environ.update({k: v.replace("{tmp}", str(tmp)) for k, v in case.get("environ", {}).items()})
-    hostname = case.get("hostname", "testhost")
-    monkeypatch.setattr(socket, "gethostname", lambda: hostname)
-    probe = int(case.get("probe", 0))
-    monkeypatch.setattr(
-        ezpz.launch.resolve, "probe_accelerators", lambda: (probe, "mocked probe (no accelerators here)")
-    )
     run_dir = tmp / "run"
     run_dir.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(run_dir))
+    fake_machine(
+        hostname=case.get("hostname", "testhost"),
+        accelerators=int(case.get("probe", 0)),
+        how="mocked probe (no accelerators here)",
+    )
     if "args" in case:
         args = [a.replace("{tmp}", str(tmp)) for a in case["args"]]
         return _render_cli(args, environ, monkeypatch, error=bool(case.get("error")))
@@ -173,11 +175,15 @@ def _check_invariants(plan: Plan) -> None:
 
 @pytest.mark.parametrize("case_path", CASES, ids=[p.stem for p in CASES])
 def test_golden(
-    case_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    case_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    fake_machine: Callable[..., Machine],
 ) -> None:
     case = tomllib.loads(case_path.read_text())
     monkeypatch.chdir(tmp_path)
-    plan = render_case(case, tmp_path, monkeypatch)
+    plan = render_case(case, tmp_path, monkeypatch, fake_machine)
     if isinstance(plan, Plan):
         _check_invariants(plan)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
@@ -215,7 +221,7 @@ def test_dialects_all_covered() -> None:
     assert launchers == {"pals", "hydra", "openmpi", "srun"}
 
 
-def test_srun_with_a_hostfile_names_its_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_srun_with_a_hostfile_names_its_nodes(tmp_path: Path, fake_machine: Callable[..., Machine]) -> None:
     """A 4-node Slurm job and ``--hostfile`` naming 2 of them: srun must be told which (``--nodelist``).
 
     Kept out of the goldens on purpose: regenerating would freeze the wrong argv.
@@ -223,8 +229,7 @@ def test_srun_with_a_hostfile_names_its_nodes(tmp_path: Path, monkeypatch: pytes
     hosts = tmp_path / "hosts"
     hosts.write_text("nid000003\nnid000004\n")
     environ = {"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "nid[000001-000004]", "EZPZ_MASTER_PORT": MASTER_PORT}
-    monkeypatch.setattr(socket, "gethostname", lambda: "batch-node")
-    monkeypatch.setattr(ezpz.launch.resolve, "probe_accelerators", lambda: (0, "mocked probe"))
+    fake_machine(hostname="batch-node")
     plan = ezpz.launch.resolve.plan_launch(
         [("flags", {"command": ["python3", "train.py"], "hostfile": str(hosts)})], environ
     )

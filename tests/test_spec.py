@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-import ezpz.launch.resolve
 from ezpz import LaunchSpec
 from ezpz.cli import main
 from ezpz.errors import EzpzError, SchedulerError, SpecError
+from ezpz.launch.layers import env_layer
+from ezpz.launch.machine import Machine
 from ezpz.launch.resolve import plan_launch, resolve
 from ezpz.model.allocation import Allocation
-from ezpz.model.spec import env_layer, load_config, merge_layers
+from ezpz.model.spec import load_config, merge_layers
 from ezpz.schedulers.counting import cut_cpu_bind
 from ezpz.schedulers.pbs import PBS
 
@@ -202,14 +204,16 @@ def test_bad_environment_value_names_the_layer() -> None:
     assert_line(info.value, "np", "(from env)", "-4", "greater than or equal to 1")
 
 
-def test_flag_beats_environment_beats_config_beats_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flag_beats_environment_beats_config_beats_template(
+    tmp_path: Path, fake_machine: Callable[..., Machine]
+) -> None:
     """The real resolution path, on a mocked Polaris PBS job."""
     nodefile = tmp_path / "nodefile"
     nodefile.write_text("x3005c0s13b0n0\nx3005c0s13b1n0\n")
     config = tmp_path / "team.toml"
     config.write_text('template = "polaris"\ncpu_bind = "core"\nretries = 3\ntimeout = 60.0\n')
     environ = {"PBS_JOBID": "1.polaris", "PBS_NODEFILE": str(nodefile), "EZPZ_RETRIES": "1", "CPU_BIND": "none"}
-    monkeypatch.setattr(socket, "gethostname", lambda: "polaris-login-01")
+    fake_machine(hostname="polaris-login-01")
     layers = [
         (f"config:{config}", load_config(config)),
         ("flags", {"command": CMD, "cpu_bind": "depth", "master_port": 4242}),
@@ -414,9 +418,9 @@ def test_cli_bad_input_exits_2_with_one_line(
     parts: tuple[str, ...],
     no_job_env: None,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    fake_machine: Callable[..., Machine],
 ) -> None:
-    monkeypatch.setattr(ezpz.launch.resolve, "probe_accelerators", lambda: (0, "mocked probe"))
+    fake_machine()
     assert main(["launch", "--dry-run", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
@@ -431,8 +435,8 @@ def test_cli_empty_hostfile(tmp_path: Path, no_job_env: None, capsys: pytest.Cap
     assert "lists no hosts" in capsys.readouterr().err
 
 
-def test_plan_launch_from_a_spec_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ezpz.launch.resolve, "probe_accelerators", lambda: (0, "mocked probe"))
+def test_plan_launch_from_a_spec_object(tmp_path: Path, fake_machine: Callable[..., Machine]) -> None:
+    fake_machine()
     hosts = tmp_path / "hosts"
     hosts.write_text("n1\nn2\n")
     plan = LaunchSpec(command=CMD, hostfile=hosts, ppn=2, master_port=29500).render({})

@@ -13,36 +13,35 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ezpz.cli import main
 from ezpz.errors import SchedulerError, SpecError, TemplateError
+from ezpz.launch.machine import Machine
 from ezpz.launch.templates import find_template, template_files
+from ezpz.model.batch import SubmitRequest
 from ezpz.model.template import SubmitSettings, format_walltime, parse_walltime, submit_settings
-from ezpz.submit import (
-    SubmitRequest,
-    check_request,
-    choose_scheduler,
-    render_script,
-)
+from ezpz.plugins.manager import schedulers
+from ezpz.plugins.registry import pick
+from ezpz.submit import check_request, render_script
 
 GOLDEN = Path(__file__).parent / "golden" / "submit"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_env(monkeypatch: pytest.MonkeyPatch, fake_machine: Callable[..., Machine]) -> None:
     """No scheduler job, no EZPZ_* settings, a hostname that matches no site template."""
     for key in list(os.environ):
         if key.startswith(("EZPZ_", "PBS_", "SLURM_")) or key == "CPU_BIND":
             monkeypatch.delenv(key)
     # Site templates are picked by hostname; this machine's name must not pick one.
-    monkeypatch.setattr(socket, "gethostname", lambda: "laptop")
+    fake_machine(hostname="laptop")
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:
@@ -167,7 +166,7 @@ BAD = [
     (["-t", "polaris", "--time", "10:00", "-q", "debug"], "no account given; template polaris requires one"),
     (["-t", "aurora", "-q", "debug", "-A", "p"], "no walltime given"),
     (["-t", "aurora", "-nh", "4", "--nodes", "2", "--time", "10:00", "-q", "debug", "-A", "p"], "need 4 nodes"),
-    (["--scheduler", "local", "--time", "10:00"], "PBS and Slurm only"),
+    (["--scheduler", "local", "--time", "10:00"], "the local scheduler has no batch system"),
     (["-t", "aurora", "--time", "10:00", "-q", "debug", "-A", "p\n#PBS -q prod"], "--account must be one word"),
     (
         ["-t", "aurora", "--time", "10:00", "-q", "debug", "-A", "p", "--job-name", "my job"],
@@ -258,16 +257,25 @@ def test_render_is_deterministic() -> None:
     assert first.submit_argv == ("qsub",)
 
 
-def test_choose_scheduler_order() -> None:
+def test_batch_scheduler_choice_order() -> None:
+    """The one scheduler rule (pick) with batch=True: named, template, inside a job, then on PATH."""
+    adapters = schedulers()
     aurora = find_template("aurora")
-    assert choose_scheduler("slurm", aurora, ["pbs"], {})[0] == "slurm"
-    assert choose_scheduler(None, aurora, ["slurm"], {})[0] == "pbs"
-    assert choose_scheduler(None, None, ["slurm"], {})[0] == "slurm"
-    assert choose_scheduler(None, None, [], {"qsub": "/usr/bin/qsub"}) == ("pbs", "qsub on PATH")
+    slurm_job = {"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "n1"}
+    pbs_job = {"PBS_JOBID": "1", "PBS_NODEFILE": "/x"}
+
+    def chosen(name: str | None, template, environ, on_path) -> tuple[str, str]:
+        adapter, why = pick(adapters, environ, name, template=template, batch=True, which=on_path.get)
+        return adapter.name, why
+
+    assert chosen("slurm", aurora, pbs_job, {})[0] == "slurm"
+    assert chosen(None, aurora, slurm_job, {})[0] == "pbs"
+    assert chosen(None, None, slurm_job, {})[0] == "slurm"
+    assert chosen(None, None, {}, {"qsub": "/usr/bin/qsub"}) == ("pbs", "qsub on PATH")
     with pytest.raises(SchedulerError, match="cannot tell which batch system"):
-        choose_scheduler(None, None, [], {"qsub": "/a/qsub", "sbatch": "/a/sbatch"})
+        chosen(None, None, {}, {"qsub": "/a/qsub", "sbatch": "/a/sbatch"})
     with pytest.raises(SchedulerError):
-        choose_scheduler(None, None, [], {})
+        chosen(None, None, {}, {})
 
 
 def test_submit_settings_without_template() -> None:

@@ -1,18 +1,18 @@
 """Launch templates: the built-ins, lookup by name or path, hostname auto-detection, bad names.
 
 PBS jobs are mocked through their environment (``PBS_JOBID`` and a
-``PBS_NODEFILE`` under tmp_path); the hostname through ``socket.gethostname``.
+``PBS_NODEFILE`` under tmp_path); the hostname through the ``fake_machine`` fixture.
 """
 
 from __future__ import annotations
 
-import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-import ezpz.launch.resolve
 from ezpz.errors import TemplateError
+from ezpz.launch.machine import Machine
 from ezpz.launch.resolve import plan_launch
 from ezpz.launch.templates import (
     builtin_template_dir,
@@ -161,16 +161,16 @@ def test_missing_template_file(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def aurora_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def aurora_job(tmp_path: Path, fake_machine: Callable[..., Machine]) -> dict[str, str]:
     """A mocked 2-node Aurora PBS job; returns its environment."""
     nodefile = tmp_path / "nodefile"
     nodefile.write_text("x4000c0s0b0n0\nx4000c0s1b0n0\n")
-    monkeypatch.setattr(ezpz.launch.resolve, "probe_accelerators", lambda: (0, "mocked probe"))
+    fake_machine()
     return {"PBS_JOBID": "8123456.aurora-pbs-0001", "PBS_NODEFILE": str(nodefile), "EZPZ_MASTER_PORT": "29500"}
 
 
-def test_auto_template_is_chosen_and_said(aurora_job: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket, "gethostname", lambda: "x4000c0s0b0n0.hostmgmt.cm.aurora.alcf.anl.gov")
+def test_auto_template_is_chosen_and_said(aurora_job: dict[str, str], fake_machine: Callable[..., Machine]) -> None:
+    fake_machine(hostname="x4000c0s0b0n0.hostmgmt.cm.aurora.alcf.anl.gov")
     plan = plan_launch([("flags", {"command": CMD})], aurora_job)
     assert plan.template == "aurora"
     assert "auto" in plan.provenance["template"] and "x4*c*s*b*n*" in plan.provenance["template"]
@@ -178,33 +178,35 @@ def test_auto_template_is_chosen_and_said(aurora_job: dict[str, str], monkeypatc
     assert (plan.np, plan.ppn) == (24, 12)
 
 
-def test_no_auto_template_on_an_unknown_host(aurora_job: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket, "gethostname", lambda: "cpu-node-01")
+def test_no_auto_template_on_an_unknown_host(aurora_job: dict[str, str], fake_machine: Callable[..., Machine]) -> None:
+    fake_machine(hostname="cpu-node-01")
     plan = plan_launch([("flags", {"command": CMD})], aurora_job)
     assert plan.template is None
     assert (plan.np, plan.ppn, plan.launcher) == (2, 1, "pals")
 
 
-def test_explicit_template_wins_over_hostname(aurora_job: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket, "gethostname", lambda: "x4000c0s0b0n0")
+def test_explicit_template_wins_over_hostname(aurora_job: dict[str, str], fake_machine: Callable[..., Machine]) -> None:
+    fake_machine(hostname="x4000c0s0b0n0")
     plan = plan_launch([("flags", {"command": CMD, "template": "polaris"})], aurora_job)
     assert plan.template == "polaris"
     assert plan.provenance["template"] == "flags"
     assert "--depth=8" in plan.argv and (plan.np, plan.ppn) == (8, 4)
 
 
-def test_template_from_environment(aurora_job: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket, "gethostname", lambda: "cpu-node-01")
+def test_template_from_environment(aurora_job: dict[str, str], fake_machine: Callable[..., Machine]) -> None:
+    fake_machine(hostname="cpu-node-01")
     plan = plan_launch([("flags", {"command": CMD})], {**aurora_job, "EZPZ_TEMPLATE": "sunspot"})
     assert plan.template == "sunspot"
     assert plan.provenance["template"] == "env"
 
 
-def test_template_with_a_hostfile_outside_its_scheduler_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_template_with_a_hostfile_outside_its_scheduler_job(
+    tmp_path: Path, fake_machine: Callable[..., Machine]
+) -> None:
     """`--template aurora --hostfile H` outside a PBS job: the hint of the PBS error says to pass --hostfile."""
     hosts = tmp_path / "hosts"
     hosts.write_text("x4000c0s0b0n0\nx4000c0s1b0n0\n")
-    monkeypatch.setattr(socket, "gethostname", lambda: "aurora-uan-0010")
+    fake_machine(hostname="aurora-uan-0010")
     plan = plan_launch(
         [("flags", {"command": CMD, "template": "aurora", "hostfile": str(hosts), "master_port": 29500})], {}
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -26,14 +26,9 @@ def doctor_command(
 ) -> None:
     """Check this machine's launch prerequisites; exit 1 when any check is an error."""
     from ezpz.doctor.checks import DoctorContext, exit_code, render_table, results_json, run_checks
-    from ezpz.model.spec import load_config
+    from ezpz.launch.layers import build_layers
 
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if config is not None:
-        layers.append((f"config:{config}", load_config(config)))
-    flags = {k: v for k, v in {"template": template, "np": np, "ppn": ppn, "nhosts": nhosts}.items() if v is not None}
-    if flags:
-        layers.append(("flags", flags))
+    layers = build_layers({"template": template, "np": np, "ppn": ppn, "nhosts": nhosts}, config)
     results = run_checks(DoctorContext(environ=dict(os.environ), deep=deep, layers=layers))
     if as_json:
         typer.echo(results_json(results))

@@ -48,6 +48,7 @@ def yeet_env_command(
     import shlex
 
     from ezpz.envs.yeet import activate_line, active_env, env_at, yeet_env
+    from ezpz.launch.layers import build_layers
 
     env = env_at(src) if src is not None else active_env()
     given = {
@@ -57,7 +58,7 @@ def yeet_env_command(
         "launcher": launcher,
         "launcher_flags": shlex.split(launcher_flags) if launcher_flags else None,
     }
-    layers = [("flags", {k: v for k, v in given.items() if v is not None})]
+    layers = build_layers(given)
     code, target = yeet_env(env.path, dst, compress=compress, min_nodes=min_nodes, layers=layers, report=report)
     if code != 0:
         raise typer.Exit(code)

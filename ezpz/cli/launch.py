@@ -70,7 +70,7 @@ def ezpz_options(params: Iterable[Any]) -> dict[str, bool]:
 
 def launch_layers(ctx: typer.Context, options: dict[str, Any]) -> list[Layer]:
     """Turn ``ezpz launch`` options (as parsed by Typer) into spec layers: config file, then flags."""
-    from ezpz.model.spec import load_config
+    from ezpz.launch.layers import build_layers
 
     log_file = options.get("log_file")
     given: dict[str, Any] = {
@@ -82,10 +82,7 @@ def launch_layers(ctx: typer.Context, options: dict[str, Any]) -> list[Layer]:
         # An unset switch must not override a config file's "oversubscribe = true".
         "oversubscribe": options.get("oversubscribe") or None,
     }
-    flags = {key: value for key, value in given.items() if value is not None and value != []}
-    config = options.get("config")
-    layers: list[Layer] = [(f"config:{config}", load_config(config))] if config else []
-    return [*layers, ("flags", flags)]
+    return build_layers(given, options.get("config"))
 
 
 def launch(

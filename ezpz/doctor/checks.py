@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ezpz.errors import EzpzError, LaunchError
+from ezpz.runtime.dist import DEFAULT_BACKENDS, detect_device_type
 from ezpz.schedulers.dialects import DIALECTS, install_hint
 
 __all__ = [
@@ -341,14 +342,12 @@ def check_devices(ctx: DoctorContext) -> CheckResult:
         torch = require("torch", "torch")
     except EzpzError as exc:
         return CheckResult(name, "warning", exc.what, exc.hint or "")
-    if torch.cuda.is_available():
-        kind, backend, count = "cuda", "nccl", torch.cuda.device_count()
-    elif hasattr(torch, "xpu") and torch.xpu.is_available():
-        kind, backend, count = "xpu", "xccl", torch.xpu.device_count()
-    elif torch.backends.mps.is_available():
-        kind, backend, count = "mps", "gloo", 1
-    else:
-        kind, backend, count = "cpu", "gloo", 0
+    # What torch itself sees: TORCH_DEVICE is not consulted here.
+    kind = detect_device_type({}, torch)
+    backend = DEFAULT_BACKENDS[kind]
+    count = {"cuda": torch.cuda.device_count, "xpu": lambda: torch.xpu.device_count(), "mps": lambda: 1}.get(
+        kind, lambda: 0
+    )()
     details = {"torch": torch.__version__, "device": kind, "backend": backend, "count": count}
     message = f"torch {torch.__version__}: {kind}, backend {backend}, {count} accelerator(s)"
     visible = [
@@ -497,21 +496,24 @@ def check_spec(ctx: DoctorContext) -> CheckResult:
     Also compares the accelerators per node the spec (usually its template)
     expects with what this node shows (``nvidia-smi -L``, ``/dev/dri``, ...).
     """
-    from ezpz.launch.resolve import plan_launch, probe_accelerators, resolve
+    from ezpz.launch.machine import Machine
+    from ezpz.launch.resolve import resolve
 
     name = "spec"
     if not ctx.layers:
         return CheckResult(name, "ok", "no --template/--config given; nothing to fit")
     layers = [*ctx.layers, ("doctor", {"command": ["true"]})]
     try:
-        plan = plan_launch(layers, ctx.environ)
-        expected = resolve(layers, ctx.environ).spec.accelerators_per_node
+        machine = Machine.here()
+        resolved = resolve(layers, ctx.environ, machine)
+        plan = resolved.adapter.render(resolved.spec, resolved.allocation)
+        expected = resolved.spec.accelerators_per_node
     except EzpzError as exc:
         return CheckResult(name, "error", exc.line(), "change the counts or the template to fit the job")
     details = {"np": plan.np, "ppn": plan.ppn, "nhosts": plan.nhosts, "launcher": plan.launcher}
     message = f"fits: {plan.np} ranks, {plan.ppn} per host on {plan.nhosts} host(s), {plan.launcher}"
     if expected is not None:
-        shown, how = probe_accelerators()
+        shown, how = machine.probe()
         details.update(accelerators_expected=expected, accelerators_shown=shown)
         if shown != expected:
             return CheckResult(

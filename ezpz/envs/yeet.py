@@ -24,13 +24,14 @@ import sys
 import tarfile
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ezpz.errors import EnvToolError
 from ezpz.log import get_logger
+from ezpz.model.spec import Layer
 
 __all__ = [
     "NodeResult",
@@ -673,7 +674,7 @@ def yeet_env(
     *,
     compress: bool = False,
     min_nodes: int | None = None,
-    layers: list[tuple[str, dict[str, object]]] | None = None,
+    layers: Sequence[Layer] = (),
     report: Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> tuple[int, Path]:
@@ -716,7 +717,7 @@ def yeet_env(
     worker += ["--min-nodes", str(min_nodes)] if min_nodes is not None else []
     worker += ["--report", str(report)] if report is not None else []
     flags: dict[str, object] = {"ppn": 1, "rank_env": False, "oversubscribe": True}
-    plan = plan_launch([*(layers or []), ("yeet-env", {**flags, "command": worker})], environ)
+    plan = plan_launch([*layers, ("yeet-env", {**flags, "command": worker})], environ)
     if min_nodes is not None and not 1 <= min_nodes <= plan.nhosts:
         raise EnvToolError(
             "--min-nodes must be between 1 and the number of nodes",

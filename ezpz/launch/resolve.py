@@ -1,40 +1,55 @@
 """Resolution: from a spec's layers and this machine's facts to a :class:`~ezpz.model.plan.Plan`.
 
-This is the impure half of the launch path: it reads the environment, the
-hostname, the hostfile and (only when nothing else says) probes for
-accelerators, then hands everything to the adapter's pure ``render``.  It never
-imports torch, mpi4py or wandb, and never runs ``qstat`` or ``scontrol``.
+This is the impure half of the launch path.  :func:`choose` is the one
+resolver of ``ezpz launch``, ``ezpz submit`` and ``ezpz doctor``: it stacks the
+layers (:mod:`ezpz.launch.layers`), finds the template, picks the scheduler
+(:func:`ezpz.plugins.registry.pick`) and builds the spec.  :func:`resolve`
+adds the job's allocation and this machine's facts (the hostfile, and only
+when nothing else says, the accelerator probe); :func:`plan_launch` hands
+everything to the adapter's pure ``render``.  Nothing here imports torch,
+mpi4py or wandb, or runs ``qstat`` or ``scontrol``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
-import shutil
-import socket
-import sys
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from ezpz.errors import SchedulerError
+from ezpz.launch.layers import with_env, with_template
+from ezpz.launch.machine import Machine
 from ezpz.launch.templates import find_template, templates_for_host
 from ezpz.log import get_logger
 from ezpz.model.allocation import Allocation
 from ezpz.model.plan import Plan
-from ezpz.model.spec import LaunchSpec, Layer, env_layer, merge_layers
+from ezpz.model.spec import LaunchSpec, Layer, merge_layers
+from ezpz.model.template import Template
 from ezpz.plugins.manager import schedulers
 from ezpz.plugins.registry import pick
 from ezpz.schedulers.base import Scheduler
 from ezpz.schedulers.hosts import read_host_set, read_hostfile
 from ezpz.schedulers.placement import select_hosts
 
-__all__ = ["Resolved", "describe", "free_port", "plan_launch", "probe_accelerators", "resolve"]
+__all__ = ["Choice", "Resolved", "choose", "describe", "plan_launch", "resolve"]
 
 log = get_logger("ezpz.launch")
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """A spec merged with its template, and the adapter chosen for it.
+
+    Attributes:
+        spec: the merged, validated spec (its provenance says where each value came from).
+        adapter: the scheduler adapter chosen.
+        template: the template applied (named by a layer, or matched by hostname), or ``None``.
+    """
+
+    spec: LaunchSpec
+    adapter: Scheduler
+    template: Template | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,63 +61,45 @@ class Resolved:
     allocation: Allocation
 
 
-def probe_accelerators() -> tuple[int, str]:
-    """Count this node's accelerators without importing torch.
+def choose(
+    layers: Sequence[Layer],
+    environ: Mapping[str, str] | None = None,
+    machine: Machine | None = None,
+    *,
+    batch: bool = False,
+) -> Choice:
+    """Stack ``layers`` with the environment and template, pick the adapter and build the spec.
 
-    Tries ``nvidia-smi -L`` (NVIDIA), ``rocm-smi`` device files (AMD) and
-    ``/dev/dri/renderD*`` (Intel); 0 means a CPU-only node.
+    ``batch`` picks among adapters that write batch scripts (``ezpz submit``).
+    A template is matched by hostname only when no layer names one.
     """
-    from ezpz.launch.execute import capture
-
-    if shutil.which("nvidia-smi"):
-        out = capture(["nvidia-smi", "-L"], timeout=10)
-        count = sum(1 for line in out.splitlines() if line.startswith("GPU "))
-        if count:
-            return count, "nvidia-smi -L"
-    kfd = glob.glob("/dev/dri/renderD*")
-    if os.path.exists("/dev/kfd") and kfd:
-        return len(kfd), "/dev/kfd + /dev/dri"
-    if kfd:
-        return len(kfd), "/dev/dri/renderD*"
-    return 0, "no accelerator found"
-
-
-def _user_layers(layers: Sequence[Layer], environ: Mapping[str, str]) -> list[Layer]:
-    """Insert the EZPZ_* environment layer after config files, unless present."""
-    if any(name == "env" for name, _ in layers):
-        return list(layers)
-    cut = sum(1 for name, _ in layers if name.startswith("config:"))
-    return [*layers[:cut], ("env", env_layer(environ)), *layers[cut:]]
-
-
-def resolve(layers: Sequence[Layer], environ: Mapping[str, str] | None = None) -> Resolved:
-    """Choose adapter and template, merge all layers, and read the allocation."""
     env = os.environ if environ is None else environ
-    user = _user_layers(layers, env)
+    here = Machine.here() if machine is None else machine
+    user = with_env(layers, env)
     wanted, sources = merge_layers(user)
-    adapters = schedulers()
     template = find_template(str(wanted["template"])) if wanted.get("template") else None
-    if wanted.get("scheduler"):
-        adapter, _ = pick(adapters, env, str(wanted["scheduler"]))
+    adapter, why = pick(schedulers(), env, wanted.get("scheduler"), template=template, batch=batch, which=here.which)
+    if why == "chosen":
         why = sources["scheduler"]
-    elif template is not None:
-        adapter, _ = pick(adapters, env, template.scheduler)
-        why = f"template:{template.name}"
-    else:
-        adapter, why = pick(adapters, env, None)
-    base: list[Layer] = []
+    auto = None
     if template is None:
-        host = socket.gethostname()
-        auto = templates_for_host(host, adapter.name)
-        if auto is not None:
-            template, pattern = auto
-            base.append(
-                (f"template:{template.name} (auto: host {host} matches {pattern!r})", {"template": template.name})
-            )
-    if template is not None:
-        base.insert(0, (f"template:{template.name}", template.defaults))
-    spec = LaunchSpec.from_layers([*base, *user])
+        found = templates_for_host(here.hostname, adapter.name)
+        if found is not None:
+            template, pattern = found
+            auto = f"auto: host {here.hostname} matches {pattern!r}"
+    spec = LaunchSpec.from_layers(with_template(user, template, auto))
     spec._provenance.setdefault("scheduler", why)
+    return Choice(spec, adapter, template)
+
+
+def resolve(
+    layers: Sequence[Layer], environ: Mapping[str, str] | None = None, machine: Machine | None = None
+) -> Resolved:
+    """Choose adapter and template (:func:`choose`), then read the allocation and this machine's facts."""
+    env = os.environ if environ is None else environ
+    here = Machine.here() if machine is None else machine
+    choice = choose(layers, env, here)
+    spec, adapter = choice.spec, choice.adapter
     try:
         alloc = adapter.allocation(env)
     except SchedulerError:
@@ -110,14 +107,14 @@ def resolve(layers: Sequence[Layer], environ: Mapping[str, str] | None = None) -
         if spec.hostfile is None:
             raise
         alloc = Allocation(scheduler=adapter.name, hosts=())
-    updates: dict[str, Any] = {"tmpdir": tempfile.gettempdir(), "python": sys.executable}
+    updates: dict[str, Any] = {"tmpdir": here.tmp_dir, "python": here.python}
     if spec.hostfile is not None:
         listed = read_hostfile(spec.hostfile)
         updates.update(
             hosts=listed.hosts, slots=listed.slots, hostfile=str(spec.hostfile), source=f"hostfile {spec.hostfile}"
         )
     if spec.accelerators_per_node is None and alloc.accelerators is None:
-        updates["accelerators"], probe = probe_accelerators()
+        updates["accelerators"], probe = here.probe()
         spec._provenance["accelerators_per_node"] = f"probe: {probe}"
     return Resolved(spec, adapter, _select(spec, dataclasses.replace(alloc, **updates)))
 
@@ -137,51 +134,21 @@ def _select(spec: LaunchSpec, alloc: Allocation) -> Allocation:
     return selection.allocation
 
 
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on this host now.
-
-    The port is chosen below the kernel's ephemeral range
-    (``/proc/sys/net/ipv4/ip_local_port_range``), which the kernel never hands
-    out for ``bind(0)``: an ephemeral port could be taken between now and the
-    moment rank 0 binds it (MPICH's own control socket did exactly that).
-    """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    span = max(low - 20000, 1)
-    start = 20000 + (os.getpid() * 7919 + int(time.monotonic() * 1000)) % span
-    for offset in range(200):
-        port = 20000 + (start - 20000 + offset) % span
-        if port in _handed_out:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("", port))
-            except OSError:
-                continue
-            _handed_out.add(port)
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
-
-
-def plan_launch(spec: LaunchSpec | Sequence[Layer], environ: Mapping[str, str] | None = None) -> Plan:
-    """Resolve ``spec`` (a spec, or its layers lowest first) on this machine and render it."""
+def plan_launch(
+    spec: LaunchSpec | Sequence[Layer], environ: Mapping[str, str] | None = None, machine: Machine | None = None
+) -> Plan:
+    """Resolve ``spec`` (a spec, or its layers lowest first) on ``machine`` (default: this one) and render it."""
     if isinstance(spec, LaunchSpec):
         layers = spec._layers or [("python", spec.model_dump(exclude_unset=True))]
     else:
         layers = list(spec)
-    resolved = resolve(layers, environ)
+    here = Machine.here() if machine is None else machine
+    resolved = resolve(layers, environ, here)
     final = resolved.spec
     if final.master_port is None:
         # Each launch gets its own port so two jobs on one host never collide.
         provenance = final.provenance
-        final = final.model_copy(update={"master_port": free_port()})
+        final = final.model_copy(update={"master_port": here.port()})
         final._provenance = {**provenance, "master_port": "free port on this host"}
     return resolved.adapter.render(final, resolved.allocation)
 

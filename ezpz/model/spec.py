@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from ezpz.errors import SpecError, closest
 from ezpz.model.validation import first_error
 
-__all__ = ["Layer", "LaunchSpec", "env_layer", "merge_layers"]
+__all__ = ["Layer", "LaunchSpec", "load_config", "merge_layers"]
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -249,36 +249,3 @@ def merge_layers(layers: Iterable[Layer]) -> tuple[dict[str, Any], dict[str, str
                 values[key] = value
                 provenance[key] = name
     return values, provenance
-
-
-#: EZPZ_* variables read by the environment layer, and the field each sets.
-ENV_FIELDS = {
-    "EZPZ_NP": "np",
-    "EZPZ_PPN": "ppn",
-    "EZPZ_NHOSTS": "nhosts",
-    "EZPZ_HOSTFILE": "hostfile",
-    "CPU_BIND": "cpu_bind",
-    "EZPZ_CPU_BIND": "cpu_bind",
-    "EZPZ_LAUNCHER": "launcher",
-    "EZPZ_TEMPLATE": "template",
-    "EZPZ_SCHEDULER": "scheduler",
-    "EZPZ_TIMEOUT": "timeout",
-    "EZPZ_RETRIES": "retries",
-    "EZPZ_OVERSUBSCRIBE": "oversubscribe",
-    "EZPZ_MASTER_PORT": "master_port",
-    "EZPZ_ACCELERATORS_PER_NODE": "accelerators_per_node",
-    "EZPZ_EXCLUDE_HOSTS": "exclude_hosts",
-    "EZPZ_INCLUDE_HOSTS": "include_hosts",
-    "EZPZ_SPARE_NODES": "spare_nodes",
-    "EZPZ_DEVICE_MASK": "device_mask",
-}
-
-
-def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Return the spec fields set by ``EZPZ_*`` variables (and the reference's ``CPU_BIND``)."""
-    layer: dict[str, Any] = {}
-    for var, field in ENV_FIELDS.items():
-        raw = environ.get(var, "").strip()
-        if raw:
-            layer[field] = raw
-    return layer

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 
 from ezpz.errors import SchedulerError, closest
+from ezpz.model.template import Template
 from ezpz.schedulers.base import Scheduler
 
 __all__ = ["SchedulerRegistry", "pick"]
@@ -38,15 +40,36 @@ class SchedulerRegistry:
         return {name: cls() for name, cls in self._classes.items()}
 
 
-def pick(adapters: Mapping[str, Scheduler], environ: Mapping[str, str], name: str | None) -> tuple[Scheduler, str]:
-    """Choose the adapter named ``name``, else the one with the highest affinity.
+def pick(
+    adapters: Mapping[str, Scheduler],
+    environ: Mapping[str, str],
+    name: str | None,
+    *,
+    template: Template | None = None,
+    batch: bool = False,
+    which: Callable[[str], str | None] = shutil.which,
+) -> tuple[Scheduler, str]:
+    """Choose the scheduler adapter: the one rule for launch, submit and doctor.
 
-    Returns the adapter and why it was chosen.
+    Order: the adapter ``name`` names (a flag, ``EZPZ_SCHEDULER`` or a config
+    file), else ``template``'s scheduler, else detection: the highest
+    :meth:`~ezpz.schedulers.base.Scheduler.affinity`.  With ``batch`` (``ezpz
+    submit``) only adapters that write batch scripts count, and outside any
+    of their jobs the one whose submit command ``which`` finds on ``PATH``.
+    Returns the adapter and why it was chosen (``chosen`` when named).
     """
-    if name is not None:
-        if name not in adapters:
-            raise SchedulerError("unknown scheduler", name, closest(name, adapters))
-        return adapters[name], "chosen"
+    if name is not None or template is not None:
+        wanted = name if name is not None else str(template.scheduler if template else "")
+        if wanted not in adapters:
+            raise SchedulerError("unknown scheduler", wanted, closest(wanted, adapters))
+        chosen = adapters[wanted]
+        if batch and not chosen.submit_argv:
+            raise SchedulerError(
+                f"the {wanted} scheduler has no batch system to submit to", wanted, _batch_hint(adapters)
+            )
+        return chosen, "chosen" if name is not None else f"template:{template.name if template else ''}"
+    if batch:
+        return _pick_batch(adapters, environ, which)
     scores = {n: a.affinity(environ) for n, a in adapters.items()}
     best = max(scores.values())
     top = [n for n, s in scores.items() if s == best]
@@ -54,5 +77,24 @@ def pick(adapters: Mapping[str, Scheduler], environ: Mapping[str, str], name: st
         raise SchedulerError("more than one scheduler job detected", ", ".join(top), "pass --scheduler NAME")
     if best < 0:
         raise SchedulerError("no scheduler adapter is active", None, "pass --scheduler local")
-    chosen = top[0]
-    return adapters[chosen], f"detected (affinity {best})"
+    return adapters[top[0]], f"detected (affinity {best})"
+
+
+def _batch_hint(adapters: Mapping[str, Scheduler]) -> str:
+    names = "|".join(n for n, a in adapters.items() if a.submit_argv)
+    return f"pass --scheduler {names} or --template NAME (see ezpz templates list)"
+
+
+def _pick_batch(
+    adapters: Mapping[str, Scheduler], environ: Mapping[str, str], which: Callable[[str], str | None]
+) -> tuple[Scheduler, str]:
+    """The batch system whose job we are inside, else the one whose submit command is on PATH."""
+    batch = {n: a for n, a in adapters.items() if a.submit_argv}
+    inside = [a for a in batch.values() if a.affinity(environ) >= 2]
+    if inside:
+        return inside[0], "inside its job"
+    on_path = [a for a in batch.values() if which(a.submit_argv[0])]
+    if len(on_path) == 1:
+        return on_path[0], f"{on_path[0].submit_argv[0]} on PATH"
+    given = ", ".join(a.submit_argv[0] for a in on_path) if on_path else None
+    raise SchedulerError("cannot tell which batch system to submit to", given, _batch_hint(adapters))

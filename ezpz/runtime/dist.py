@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from ezpz.errors import DistError, closest
 from ezpz.extras import require
 from ezpz.log import get_logger
+from ezpz.net import free_port
 from ezpz.ranks import RankInfo, rank_info
 
 if TYPE_CHECKING:
@@ -211,12 +212,6 @@ def resolve_backend(
     return chosen
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
-
-
 def _parse_port(raw: str | int, where: str) -> int:
     try:
         port = int(raw)
@@ -251,7 +246,7 @@ def _mpi_comm(world_size: int) -> Any | None:
 def _agree_over_mpi(comm: Any, info: RankInfo, port: int | None) -> Rendezvous:
     """Rank 0 picks a free port; every rank learns it and rank 0's host in one allgather."""
     host = socket.gethostname()
-    offer = (host, port or _free_port()) if info.rank == 0 else None
+    offer = (host, port or free_port()) if info.rank == 0 else None
     replies = comm.allgather((host, offer))
     hosts = {h for h, _ in replies}
     root_host, root_port = next(o for _, o in replies if o is not None)

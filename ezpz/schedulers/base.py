@@ -9,6 +9,9 @@ An adapter answers three questions:
 * ``render(spec, allocation) -> Plan``: the argv that launches ``spec`` here.
   Pure: same inputs, same plan.
 
+An adapter with a batch system also sets ``submit_argv`` and implements
+``batch_header`` (its ``#PBS`` / ``#SBATCH`` lines) for ``ezpz submit``.
+
 Counting (:func:`ezpz.schedulers.counting.layout`) and the MPI dialects
 (:mod:`ezpz.schedulers.dialects`) are shared, so an adapter usually implements
 only the first two.  Values live in :mod:`ezpz.model`; the registry of
@@ -22,10 +25,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import ClassVar
 
-from ezpz.errors import SpecError
+from ezpz.errors import SchedulerError, SpecError
 from ezpz.model.allocation import Allocation
+from ezpz.model.batch import BatchHeader, SubmitRequest
 from ezpz.model.plan import Plan
 from ezpz.model.spec import LaunchSpec
+from ezpz.model.template import SubmitSettings
 from ezpz.schedulers.counting import cpu_bind_note, cut_cpu_bind, layout
 from ezpz.schedulers.devices import device_plan_env
 from ezpz.schedulers.dialects import Parts, dialect
@@ -42,6 +47,8 @@ class Scheduler(ABC):
 
     name: ClassVar[str] = ""
     default_launcher: ClassVar[str] = "hydra"
+    #: The command that submits a batch script (its path is appended); empty: no batch system.
+    submit_argv: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def affinity(self, environ: Mapping[str, str]) -> int:
@@ -129,6 +136,17 @@ class Scheduler(ABC):
             left_out=allocation.left_out,
             spares=allocation.spares,
         )
+
+    def batch_header(
+        self, request: SubmitRequest, settings: SubmitSettings, queue: str | None, ppn: int | None, gpus: int | None
+    ) -> BatchHeader:
+        """Return this scheduler's part of a batch script for ``request``.  Pure.
+
+        ``queue`` is the checked queue (or ``None``); ``ppn`` and ``gpus``, when
+        known, are the ranks and accelerators per node the launch line needs.
+        Adapters that set :attr:`submit_argv` override this.
+        """
+        raise SchedulerError(f"the {self.name} scheduler has no batch system to submit to", self.name)
 
 
 def _cpu_bind_provenance(spec: LaunchSpec, ppn: int) -> dict[str, str]:

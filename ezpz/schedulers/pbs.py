@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 from ezpz.errors import SchedulerError
 from ezpz.model.allocation import Allocation
+from ezpz.model.batch import BatchHeader, SubmitRequest
+from ezpz.model.template import SubmitSettings, format_walltime
 from ezpz.schedulers.base import Scheduler
 from ezpz.schedulers.hosts import read_hostfile
 
@@ -20,6 +22,7 @@ class PBS(Scheduler):
 
     name = "pbs"
     default_launcher = "pals"
+    submit_argv = ("qsub",)
 
     def affinity(self, environ: Mapping[str, str]) -> int:
         """2 inside a PBS job (``PBS_JOBID`` and ``PBS_NODEFILE``), 1 with one of them, else -1."""
@@ -44,3 +47,30 @@ class PBS(Scheduler):
             slots=None,
             source=f"PBS_NODEFILE={nodefile}",
         )
+
+    def batch_header(
+        self, request: SubmitRequest, settings: SubmitSettings, queue: str | None, ppn: int | None, gpus: int | None
+    ) -> BatchHeader:
+        """``#PBS`` lines; PBS allocates whole nodes, so ``ppn`` and ``gpus`` are not asked for.
+
+        PBS starts the job in $HOME with a bare environment: a login shell gives
+        it the module command, and the script moves to the submission directory.
+        """
+        select = f"select={request.nodes}" + (f":system={settings.system}" if settings.system else "")
+        lines = [f"#PBS -N {request.job_name}"]
+        if request.account:
+            lines.append(f"#PBS -A {request.account}")
+        if queue:
+            lines.append(f"#PBS -q {queue}")
+        lines.append(f"#PBS -l {select}")
+        if settings.place:
+            lines.append(f"#PBS -l place={settings.place}")
+        lines.append(f"#PBS -l walltime={format_walltime(request.walltime)}")
+        filesystems = request.filesystems or settings.filesystems
+        if filesystems:
+            lines.append(f"#PBS -l filesystems={filesystems}")
+        # One output file, stdout and stderr joined, as users read it.
+        lines.append("#PBS -j oe")
+        if request.output:
+            lines.append(f"#PBS -o {request.output}")
+        return BatchHeader("#!/bin/bash -l", lines, ['cd "$PBS_O_WORKDIR"'])

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 from ezpz.errors import SchedulerError
 from ezpz.model.allocation import Allocation
+from ezpz.model.batch import BatchHeader, SubmitRequest
+from ezpz.model.template import SubmitSettings, format_walltime
 from ezpz.schedulers.base import Scheduler
 from ezpz.schedulers.hosts import expand_nodelist
 
@@ -45,6 +47,7 @@ class Slurm(Scheduler):
 
     name = "slurm"
     default_launcher = "srun"
+    submit_argv = ("sbatch", "--parsable")
 
     def affinity(self, environ: Mapping[str, str]) -> int:
         """2 inside a Slurm job (``SLURM_JOB_ID`` and ``SLURM_JOB_NODELIST``), else -1.
@@ -73,3 +76,30 @@ class Slurm(Scheduler):
             accelerators=_gpus(environ),
             source=f"SLURM_JOB_NODELIST={nodelist}",
         )
+
+    def batch_header(
+        self, request: SubmitRequest, settings: SubmitSettings, queue: str | None, ppn: int | None, gpus: int | None
+    ) -> BatchHeader:
+        """``#SBATCH`` lines, sized for the launch line's ranks and GPUs per node.
+
+        sbatch passes the submitting shell's environment and directory on; a
+        login shell would reset PATH (a user's activated venv) from /etc/profile.
+        """
+        lines = [f"#SBATCH --job-name={request.job_name}"]
+        if request.account:
+            lines.append(f"#SBATCH --account={request.account}")
+        if queue:
+            limits = settings.queues.get(queue)
+            option = (limits.option if limits else None) or settings.queue_option
+            lines.append(f"#SBATCH --{option}={queue}")
+        lines.append(f"#SBATCH --nodes={request.nodes}")
+        # The allocation must hold the ranks the launch line will start.
+        if ppn:
+            lines.append(f"#SBATCH --ntasks-per-node={ppn}")
+        if gpus:
+            lines.append(f"#SBATCH --gpus-per-node={gpus}")
+        if settings.constraint:
+            lines.append(f"#SBATCH --constraint={settings.constraint}")
+        lines.append(f"#SBATCH --time={format_walltime(request.walltime)}")
+        lines.append(f"#SBATCH --output={request.output or request.job_name + '-%j.out'}")
+        return BatchHeader("#!/bin/bash", lines)
