@@ -103,6 +103,7 @@ class EnvToolError(EzpzError):
 
 def closest(given: str, valid: Iterable[str]) -> str:
     """Return ``"valid: a, b, c"`` plus a "did you mean" suggestion when one is close."""
+    # difflib only when an error message is being built.
     import difflib
 
     options = sorted(valid)

@@ -96,6 +96,7 @@ def _console_handler(all_ranks: bool) -> logging.Handler:
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s: {tag}%(message)s", "%H:%M:%S"))
         return handler
+    # rich only for an interactive console (plain logs, as under a launcher, need none of it).
     from rich.logging import RichHandler
 
     handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)

@@ -274,7 +274,7 @@ def test_reference_plugin_scheduler_renders_the_job(plugin_target: Path, tmp_pat
 
 def test_reference_plugin_doctor_check_runs(plugin_target: Path, tmp_path: Path):
     code = (
-        "import json; from ezpz.doctor.checks import DoctorContext, all_checks\n"
+        "import json; from ezpz.doctor.checks import all_checks; from ezpz.model.checks import DoctorContext\n"
         "import os\n"
         "check = next(c for c in all_checks() if c.name == 'mysite nodefile')\n"
         "print(json.dumps([check.run(DoctorContext(os.environ)).status, check.run(DoctorContext({'MYSITE_JOB_ID': '1'})).status]))\n"

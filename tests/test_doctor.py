@@ -18,23 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from ezpz.doctor.checks import (
-    BUILTIN_CHECKS,
-    Check,
-    CheckResult,
-    DoctorContext,
-    check_devices,
-    check_mpi4py,
-    check_mpi_launcher,
-    check_scheduler,
-    check_spec,
-    check_wandb,
-    exit_code,
-    mask,
-    mpi_flavor,
-    results_json,
-    run_checks,
-)
+from ezpz.doctor.checks import BUILTIN_CHECKS, check_devices, check_scheduler, check_spec, check_wandb, mask
+from ezpz.doctor.mpi import check_mpi4py, check_mpi_launcher, mpi_flavor
+from ezpz.doctor.report import exit_code, results_json, run_checks
+from ezpz.model.checks import Check, CheckResult, DoctorContext
 
 VENV_BIN = str(Path(sys.executable).parent)
 HYDRA = "HYDRA build details:\n    Version:                                 5.0.2\n"

@@ -91,6 +91,11 @@ def test_third_party_scheduler_and_templates_are_discovered(tmp_path):
         [sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}
     )
     assert out.stdout.strip() == "ezpz.schedulers.pbs"
+    # ... and ezpz doctor says the impostor was refused.
+    report = json.loads(run(tmp_path, "doctor", "--json").stdout)
+    refused = [c for c in report["checks"] if c["name"] == "plugin scheduler"]
+    assert [c["details"]["refused"] for c in refused] == ["mysite_plugin.FakePBS"], refused
+    assert refused[0]["status"] == "warning"
 
 
 def test_broken_plugin_is_skipped_and_reported(tmp_path):

@@ -25,8 +25,9 @@ def doctor_command(
     nhosts: Annotated[int | None, typer.Option("-nh", "--nhosts", help="Hosts to check.")] = None,
 ) -> None:
     """Check this machine's launch prerequisites; exit 1 when any check is an error."""
-    from ezpz.doctor.checks import DoctorContext, exit_code, render_table, results_json, run_checks
+    from ezpz.doctor.report import exit_code, render_table, results_json, run_checks
     from ezpz.launch.layers import build_layers
+    from ezpz.model.checks import DoctorContext
 
     layers = build_layers({"template": template, "np": np, "ppn": ppn, "nhosts": nhosts}, config)
     results = run_checks(DoctorContext(environ=dict(os.environ), deep=deep, layers=layers))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ezpz.extras import require
+from ezpz.runtime.dist import barrier
 
 __all__ = ["default_cache_dir", "fingerprint", "main_first", "prepare_once"]
 
@@ -57,8 +58,6 @@ def main_first() -> Iterator[None]:
     if ranks is None or ranks[1] == 1:
         yield
         return
-    from ezpz.runtime.dist import barrier
-
     if ranks[0] != 0:
         barrier()
     try:

@@ -13,25 +13,33 @@ nothing imports torch, mpi4py or wandb.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import errno
+import json
 import os
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ezpz.errors import EnvToolError
+from ezpz.extras import require
 from ezpz.log import get_logger
-from ezpz.model.spec import Layer
+
+if TYPE_CHECKING:
+    # Typing only: the per-node worker must not load pydantic.
+    from ezpz.model.spec import Layer
 
 __all__ = [
     "NodeResult",
@@ -304,6 +312,7 @@ def byte_progress(label: str, enabled: bool | None = None) -> Iterator[Progress 
     if not enabled:
         yield None
         return
+    # rich loads only when a progress bar is shown.
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
     from rich.progress import Progress as RichProgress
@@ -365,8 +374,6 @@ def expand_dst(dst: str | Path, rank: int, host: str) -> Path:
 
 
 def _node_name(environ: Mapping[str, str]) -> str:
-    import socket
-
     return environ.get("SLURMD_NODENAME") or socket.gethostname()
 
 
@@ -610,11 +617,6 @@ def yeet_worker(src: Path, dst: str, compress: bool, min_nodes: int, report: Pat
     ``report`` (JSON) when given and returns 0 when at least ``min_nodes``
     nodes (all of them when ``min_nodes`` is 0) succeeded.  Other ranks return 0.
     """
-    import json
-    import time
-
-    from ezpz.extras import require
-
     # A rank blocked inside an MPI call never runs Python signal handlers, so
     # SIGINT/SIGTERM (the executor stopping the launch) are blocked in every
     # thread, MPI's included, and taken by one watcher thread that removes the
@@ -703,6 +705,7 @@ def yeet_env(
         EnvToolError: ``src`` is missing, ``dst`` overlaps it, or ``min_nodes``
             exceeds the allocation.
     """
+    # The launch side loads only in the process that starts the broadcast, not in every node's worker.
     from ezpz.launch.execute import execute
     from ezpz.launch.resolve import plan_launch
 
@@ -736,8 +739,6 @@ def activate_line(env: PythonEnv, dst: Path) -> str:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m ezpz.envs", description="yeet-env worker (one rank per node)")
     parser.add_argument("--src", type=Path, required=True)
     parser.add_argument("--dst", required=True)

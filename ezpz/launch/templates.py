@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from ezpz.errors import TemplateError, closest
 from ezpz.model.template import Template
 from ezpz.model.validation import first_error
+from ezpz.plugins.manager import plugin_template_dirs
 
 __all__ = ["builtin_template_dir", "find_template", "load_template", "template_files", "templates_for_host"]
 
@@ -50,8 +51,6 @@ def builtin_template_dir() -> Path:
 
 
 def _search_dirs() -> list[Path]:
-    from ezpz.plugins.manager import plugin_template_dirs
-
     return [builtin_template_dir(), *plugin_template_dirs()]
 
 

@@ -178,12 +178,14 @@ class LaunchSpec(BaseModel):
 
     def render(self, environ: Mapping[str, str] | None = None) -> Any:
         """Resolve this spec on this machine and return the :class:`~ezpz.model.plan.Plan`."""
+        # The one upward reference: the value delegates to the launch layer (docs/architecture.md).
         from ezpz.launch.resolve import plan_launch
 
         return plan_launch(self, environ)
 
     def run(self, environ: Mapping[str, str] | None = None) -> int:
         """Render and execute; return the launcher's exit code."""
+        # The one upward reference: the value delegates to the launch layer (docs/architecture.md).
         from ezpz.launch.execute import execute
 
         return execute(self.render(environ))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from ezpz.doctor.checks import Check
+    from ezpz.model.checks import Check
     from ezpz.plugins.registry import SchedulerRegistry
 
 __all__ = ["hookimpl", "hookspec"]
@@ -60,7 +60,7 @@ def ezpz_doctor_checks() -> list[Check]:
     """Return extra diagnostics for ``ezpz doctor``.
 
     Returns:
-        A list of :class:`ezpz.doctor.checks.Check` objects; each is run by ``ezpz doctor``
+        A list of :class:`ezpz.model.checks.Check` objects; each is run by ``ezpz doctor``
         and shown with the built-in checks.
     """
     ...

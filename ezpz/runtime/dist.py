@@ -30,9 +30,11 @@ Torch and mpi4py are imported inside the functions that need them, through
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -158,8 +160,6 @@ def detect_device_type(environ: Mapping[str, str] | None = None, torch_module: A
 
 def _backend_available(name: str) -> bool:
     """Whether this torch build (plus installed bindings) provides backend ``name``."""
-    import importlib.util
-
     dist = require("torch.distributed", "torch")
     checks: dict[str, Callable[[], bool]] = {
         "nccl": dist.is_nccl_available,
@@ -338,6 +338,7 @@ def _seed(torch: Any, seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
     try:
+        # numpy is optional: seeded only when installed.
         import numpy
     except ImportError:
         return
@@ -452,8 +453,6 @@ def setup_torch(
 
 def _dist() -> Any | None:
     """torch.distributed when torch is already imported and a group exists, else None."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is None or not torch.distributed.is_available() or not torch.distributed.is_initialized():
         return None

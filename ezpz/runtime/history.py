@@ -280,6 +280,7 @@ class History:
             if not _env_flag("EZPZ_WANDB", False):
                 return None, False
         try:
+            # wandb only for runs that log to W&B (it is slow to import, and off the launch path).
             import wandb
         except ImportError:
             log.warning("W&B logging asked for but wandb is not installed: pip install 'ezpz[wandb]'")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ezpz.errors import DistError, closest
 from ezpz.extras import require
 from ezpz.log import get_logger
+from ezpz.runtime.dist import get_rank
 
 if TYPE_CHECKING:
     from torch import nn
@@ -92,6 +93,7 @@ class StepProfiler:
                 self._backend.stop()
         else:
             if self.steps == start:
+                # pyinstrument only when this profiler is used (the profile extra).
                 from pyinstrument import Profiler
 
                 self._backend = Profiler()
@@ -131,8 +133,6 @@ def attach_step_profiler(
     The hook detaches itself once the output is written; the path is logged
     and kept in ``profiler.output``.
     """
-    from ezpz.runtime.dist import get_rank
-
     profiler = StepProfiler(kind, outdir, get_rank(), wait=wait, warmup=warmup, active=active)
 
     def hook(module: nn.Module, args: Any) -> None:

@@ -105,6 +105,7 @@ def _finite_points(track: MetricTrack) -> list[tuple[float, float, float, float]
 
 
 def _text_plot(name: str, points: list[tuple[float, float, float, float]], width: int = 72, height: int = 18) -> str:
+    # plotext (the report extra) only when a text plot is drawn.
     import importlib
 
     # plotext builds its public names at import time; type checkers cannot see them.
@@ -135,6 +136,7 @@ def _text_plot(name: str, points: list[tuple[float, float, float, float]], width
 
 
 def _png_plot(name: str, points: list[tuple[float, float, float, float]], path: Path) -> None:
+    # matplotlib (the report extra) only when a PNG is written.
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 3.5), layout="constrained")

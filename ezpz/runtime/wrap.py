@@ -26,6 +26,7 @@ from ezpz.errors import DistError, closest
 from ezpz.extras import require
 from ezpz.log import get_logger
 from ezpz.runtime import dist as ezdist
+from ezpz.runtime.profiling import attach_step_profiler
 
 if TYPE_CHECKING:
     import torch
@@ -113,6 +114,7 @@ def choose_strategy(param_bytes: int, memory_bytes: int) -> tuple[str, str]:
 
 
 def _already_wrapped(model: nn.Module) -> str | None:
+    # torch loads only inside the helpers that need it.
     from torch.distributed.fsdp import FSDPModule
     from torch.nn.parallel import DistributedDataParallel
 
@@ -225,6 +227,7 @@ def wrap_fsdp(
     Returns the same module object, now an ``FSDPModule``; one rank: unchanged.
     """
     torch = _torch()
+    # torch is loaded (just above, with a clear error when missing); these are its submodules.
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -285,7 +288,5 @@ def wrap_model(
     else:
         wrapped = wrap_fsdp(model, dtype=dtype, reshard_after_forward=reshard_after_forward, device_mesh=device_mesh)
     if profile is not None:
-        from ezpz.runtime.profiling import attach_step_profiler
-
         attach_step_profiler(wrapped, kind=profile, outdir=profile_dir)
     return wrapped

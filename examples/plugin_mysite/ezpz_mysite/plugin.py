@@ -17,9 +17,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ezpz.doctor.checks import Check, CheckResult, DoctorContext
 from ezpz.errors import SchedulerError
 from ezpz.model.allocation import Allocation
+from ezpz.model.checks import Check, CheckResult, DoctorContext
 from ezpz.plugins.hookspecs import hookimpl
 from ezpz.plugins.registry import SchedulerRegistry
 from ezpz.schedulers.base import Scheduler

@@ -1,0 +1,193 @@
+"""The doctor's MPI checks: which launcher ``ezpz launch`` would use, which MPI mpi4py loads, and whether they match.
+
+mpi4py is probed in a child process: initialising MPI outside ``mpiexec``
+aborts under some MPIs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ezpz.errors import EzpzError, LaunchError
+from ezpz.launch.execute import run_command
+from ezpz.model.checks import CheckResult, DoctorContext, Status
+from ezpz.plugins.manager import schedulers
+from ezpz.plugins.registry import pick
+from ezpz.schedulers.dialects import DIALECTS, install_hint
+
+__all__ = ["MpiFlavor", "check_mpi4py", "check_mpi_launcher", "mpi_flavor"]
+
+
+def _capture(argv: Sequence[str], environ: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return run_command(argv, env=environ, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class MpiFlavor:
+    """An MPI implementation and version, as a launcher or library reports it."""
+
+    implementation: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.implementation} {self.version}".strip()
+
+
+_FLAVORS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("Intel MPI", re.compile(r"Intel\(R\) MPI Library[^\d]*(\d[\w.]*)")),
+    ("Open MPI", re.compile(r"(?:Open MPI|OpenRTE)\)?\s+v?(\d[\w.]*)")),
+    ("MPICH", re.compile(r"(?:MPICH Version|HYDRA build details:\s*Version):\s*(\d[\w.]*)")),
+    ("MVAPICH", re.compile(r"MVAPICH2? Version:\s*(\d[\w.]*)")),
+    ("Cray MPICH", re.compile(r"CRAY MPICH version\s*(\d[\w.]*)")),
+    ("Slurm", re.compile(r"slurm(?:-wlm)?\s+(\d[\w.]*)")),
+    ("PALS", re.compile(r"PALS[^\d]*(\d[\w.]*)?")),
+)
+
+
+def mpi_flavor(text: str) -> MpiFlavor | None:
+    """Recognise the MPI in ``mpiexec --version`` or ``MPI.Get_library_version()`` text."""
+    for name, pattern in _FLAVORS:
+        match = pattern.search(text)
+        if match:
+            return MpiFlavor(name, match.group(1) or "")
+    return None
+
+
+def _wanted_launchers(ctx: DoctorContext) -> tuple[str, tuple[str, ...]]:
+    """Return the active adapter's name and the launcher binaries it may use."""
+    try:
+        adapter = pick(schedulers(), ctx.environ, None)[0]
+    except EzpzError:
+        return "unknown", ("mpiexec", "mpirun", "srun")
+    known = DIALECTS.get(adapter.default_launcher)
+    binary = known.binary if known else None
+    return adapter.name, (binary,) if binary else ("mpiexec", "mpirun", "srun")
+
+
+def _launcher(ctx: DoctorContext) -> tuple[str, str] | None:
+    """Find the launcher ``ezpz launch`` would use: on PATH, else beside python."""
+    dirs = [ctx.environ.get("PATH", ""), *([ctx.python_bin] if ctx.python_bin else [])]
+    for name in _wanted_launchers(ctx)[1]:
+        for where in dirs:
+            path = shutil.which(name, path=where)
+            if path:
+                return name, path
+    return None
+
+
+def _launcher_flavor(path: str, environ: Mapping[str, str]) -> tuple[MpiFlavor | None, str]:
+    try:
+        proc = _capture([path, "--version"], environ, timeout=15)
+    except LaunchError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    text = proc.stdout + proc.stderr
+    return mpi_flavor(text), text.strip().splitlines()[0] if text.strip() else ""
+
+
+def check_mpi_launcher(ctx: DoctorContext) -> CheckResult:
+    """Find the launcher the active adapter uses and report its implementation and version."""
+    found = _launcher(ctx)
+    if found is None:
+        adapter, names = _wanted_launchers(ctx)
+        return CheckResult(
+            "mpi launcher",
+            "error",
+            f"{' or '.join(names)} not found on PATH (the {adapter} adapter launches with it)",
+            install_hint(names[0]),
+        )
+    name, path = found
+    flavor, first = _launcher_flavor(path, ctx.environ)
+    details = {"launcher": name, "path": path, "flavor": asdict(flavor) if flavor else None}
+    if flavor is None:
+        return CheckResult(
+            "mpi launcher",
+            "warning",
+            f"{path}: unrecognised --version output ({first!r})",
+            "check it is an MPI launcher (MPICH, Open MPI, PALS, Intel MPI, srun)",
+            details,
+        )
+    return CheckResult("mpi launcher", "ok", f"{path}: {flavor}", "", details)
+
+
+_PROBE_LIBRARY = "import mpi4py\nmpi4py.rc.initialize = False\nfrom mpi4py import MPI\nprint(MPI.Get_library_version())"
+_PROBE_RANKS = "from mpi4py import MPI\nc = MPI.COMM_WORLD\nprint('EZPZ-RANK', c.Get_rank(), c.Get_size())"
+
+
+def _mpi4py_library(ctx: DoctorContext) -> tuple[MpiFlavor | None, str]:
+    proc = _capture([sys.executable, "-c", _PROBE_LIBRARY], ctx.environ, timeout=30)
+    if proc.returncode != 0:
+        raise RuntimeError((proc.stderr.strip().splitlines() or ["no output"])[-1])
+    return mpi_flavor(proc.stdout), proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
+
+
+def _deep_probe(launcher: str, ctx: DoctorContext) -> tuple[bool, str]:
+    """Run 2 ranks that print (rank, size); True when they see one world of 2."""
+    argv = [launcher, "-n", "2", sys.executable, "-c", _PROBE_RANKS]
+    try:
+        proc = _capture(argv, ctx.environ, timeout=120)
+    except LaunchError as exc:
+        return False, f"2-rank probe failed: {exc.line()}"
+    seen = sorted(tuple(line.split()[1:3]) for line in proc.stdout.splitlines() if line.startswith("EZPZ-RANK"))
+    if seen == [("0", "2"), ("1", "2")]:
+        return True, "2-rank probe: ranks 0 and 1 of 2"
+    if seen and all(size == "1" for _, size in seen):
+        return False, f"2-rank probe: every rank is rank 0 of 1 ({len(seen)} singletons)"
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return False, f"2-rank probe failed (exit {proc.returncode}): {tail}"
+
+
+def check_mpi4py(ctx: DoctorContext) -> CheckResult:
+    """Check that mpi4py loads the same MPI library as the launcher on PATH."""
+    name = "mpi4py"
+    if importlib.util.find_spec("mpi4py") is None:
+        return CheckResult(
+            name,
+            "warning",
+            "mpi4py is not installed (torch rendezvous falls back to env vars)",
+            "pip install 'ezpz[mpi]'",
+        )
+    try:
+        lib, first = _mpi4py_library(ctx)
+    except (RuntimeError, LaunchError) as exc:
+        return CheckResult(
+            name,
+            "error",
+            f"mpi4py cannot load an MPI library: {exc}",
+            "install an MPI (pip install mpich) or load your site's MPI module",
+        )
+    found = _launcher(ctx)
+    launcher_flavor = _launcher_flavor(found[1], ctx.environ)[0] if found else None
+    details: dict[str, Any] = {
+        "library": asdict(lib) if lib else first,
+        "launcher": asdict(launcher_flavor) if launcher_flavor else None,
+    }
+    remedy = (
+        "put the matching launcher first on PATH, or rebuild mpi4py against it: "
+        "pip install --no-binary mpi4py --force-reinstall mpi4py"
+    )
+    if lib is None:
+        return CheckResult(name, "warning", f"mpi4py loads an unrecognised MPI ({first!r})", "", details)
+    status: Status = "ok"
+    message = f"mpi4py loads {lib}"
+    if found is None or launcher_flavor is None or launcher_flavor.implementation in ("Slurm", "PALS"):
+        message += "; launcher flavour unknown, cannot compare"
+    elif launcher_flavor.implementation != lib.implementation:
+        status, message = "error", f"mpi4py loads {lib} but {found[1]} is {launcher_flavor}"
+    elif launcher_flavor.version != lib.version:
+        status, message = "warning", f"mpi4py loads {lib} but {found[1]} is {launcher_flavor}"
+    else:
+        message += f", same as {found[0]}"
+    if ctx.deep and found is not None and found[0] != "srun":
+        passed, probe = _deep_probe(found[1], ctx)
+        details["probe"] = probe
+        message += f"; {probe}"
+        if not passed:
+            status = "error"
+    return CheckResult(name, status, message, remedy if status != "ok" else "", details)

@@ -1,0 +1,219 @@
+"""The layer contract of the ``ezpz`` package, read from the source with ``ast``.
+
+Every import between ezpz modules counts: module level, inside functions and
+under ``TYPE_CHECKING``.  Dependencies point one way (docs/architecture.md)::
+
+    errors < extras, ranks, net < log < model < schedulers < plugins < launch
+           < {submit, doctor, envs} < cli
+
+and the runtime side (runtime/, data/, models/) imports only the bottom
+(errors, extras, ranks, net, log).  The one upward edge allowed is the value's
+delegation ``LaunchSpec.render()`` / ``.run()`` to the launch layer.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "ezpz"
+
+#: Group -> rank on the launch side; a module may import groups of lower rank and its own group.
+LAUNCH_SIDE = {
+    "errors": 0,
+    "extras": 1,
+    "ranks": 1,
+    "net": 1,
+    "log": 2,
+    "model": 3,
+    "schedulers": 4,
+    "plugins": 5,
+    "launch": 6,
+    "submit": 7,
+    "doctor": 7,
+    "envs": 7,
+    "cli": 9,
+    "__main__": 9,
+    "ezpz": 9,
+}
+#: The entry points (the CLI, ``python -m ezpz``, the package's lazy names) may import each other.
+TOP = 9
+#: The runtime side: imports only groups of rank <= BOTTOM, and each other.
+RUNTIME = {"runtime", "data", "models"}
+BOTTOM = 2
+#: Who may import the runtime side besides itself.
+RUNTIME_USERS = {"doctor", "cli", "ezpz"}
+#: The per-rank shim runs on every rank: it may import only these.
+RANKENV_MAY_IMPORT = {"errors", "ranks"}
+#: (importer, imported) edges that point up, each with its reason.
+ALLOWED_UPWARD = {
+    ("ezpz.model.spec", "ezpz.launch.resolve"): "LaunchSpec.render() delegates to the launch layer (public API)",
+    ("ezpz.model.spec", "ezpz.launch.execute"): "LaunchSpec.run() delegates to the launch layer (public API)",
+}
+#: Packages whose function-level imports are the rule, stated in their docstring (lazy command loading).
+LAZY_BY_RULE = ("ezpz.cli",)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One import of an ezpz module by another."""
+
+    importer: str
+    imported: str
+    line: int
+    in_function: bool
+
+
+def module_name(path: Path) -> str:
+    """``ezpz/launch/resolve.py`` -> ``ezpz.launch.resolve``; a package's ``__init__`` is the package."""
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def group(module: str) -> str:
+    """The layer group of ``module``: its first name below ``ezpz`` (``ezpz`` itself for the package)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "ezpz"
+
+
+def _resolve(module: str, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    is_package = MODULES[module].name == "__init__.py"
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _targets(module: str, node: ast.Import | ast.ImportFrom) -> Iterator[str]:
+    """The ezpz modules ``node`` imports (``from ezpz.x import y`` counts ``ezpz.x.y`` when it is a module)."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        base = _resolve(module, node)
+        names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+    for name in names:
+        while name and name not in MODULES:
+            name = name.rpartition(".")[0]
+        if name.startswith("ezpz") and name != module:
+            yield name
+
+
+def edges() -> list[Edge]:
+    """Every import between ezpz modules."""
+    found: list[Edge] = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(), str(path))
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        inside = {id(sub) for fn in functions for sub in ast.walk(fn)}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found += [Edge(module, t, node.lineno, id(node) in inside) for t in _targets(module, node)]
+    return found
+
+
+EDGES = edges()
+
+
+def violation(edge: Edge) -> str | None:
+    """Why ``edge`` breaks the layer contract, or ``None``."""
+    if (edge.importer, edge.imported) in ALLOWED_UPWARD:
+        return None
+    src, dst = group(edge.importer), group(edge.imported)
+    if src == dst:
+        return None
+    if edge.importer == "ezpz.rankenv":
+        return None if dst in RANKENV_MAY_IMPORT else "the rank shim imports only errors and ranks"
+    if dst == "rankenv":
+        return "nothing imports the rank shim"
+    if src in RUNTIME:
+        return None if dst in RUNTIME or LAUNCH_SIDE.get(dst, 99) <= BOTTOM else "runtime imports only the bottom"
+    if dst in RUNTIME:
+        return None if src in RUNTIME_USERS else f"{src} must not import the runtime side"
+    if LAUNCH_SIDE[dst] < LAUNCH_SIDE[src] or LAUNCH_SIDE[dst] == LAUNCH_SIDE[src] == TOP:
+        return None
+    if LAUNCH_SIDE[dst] == LAUNCH_SIDE[src]:
+        return f"{src} and {dst} are one layer and never import each other"
+    return f"upward: {src} (layer {LAUNCH_SIDE[src]}) imports {dst} (layer {LAUNCH_SIDE[dst]})"
+
+
+def test_the_contract_sees_the_package() -> None:
+    assert {"ezpz.model.spec", "ezpz.launch.resolve", "ezpz.runtime.dist", "ezpz.rankenv"} <= set(MODULES)
+    assert {group(m) for m in MODULES} <= set(LAUNCH_SIDE) | RUNTIME | {"rankenv"}
+    assert len(EDGES) > 100
+
+
+def test_dependencies_point_one_way() -> None:
+    bad = [f"{e.importer}:{e.line} -> {e.imported}: {why}" for e in EDGES if (why := violation(e))]
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycle() -> None:
+    """A cycle among modules (the allowed delegation aside), counting every import."""
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for e in EDGES:
+        if (e.importer, e.imported) not in ALLOWED_UPWARD:
+            graph[e.importer].add(e.imported)
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        path.pop()
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_function_level_imports_say_why() -> None:
+    """An import inside a function keeps something heavy off the launch path; a comment says what."""
+    missing = []
+    for module, path in MODULES.items():
+        if module.startswith(LAZY_BY_RULE):
+            continue
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines))
+        for fn in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                above = lines[node.lineno - 2].strip()
+                here = lines[node.lineno - 1]
+                previous_is_import = above.startswith(("import ", "from "))
+                if not (above.startswith("#") or "#" in here or previous_is_import):
+                    missing.append(f"{module}:{node.lineno}: {here.strip()}")
+    assert not missing, "function-level imports without a reason:\n" + "\n".join(missing)
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported", "reason"),
+    [
+        ("ezpz.model.spec", "ezpz.schedulers.base", "upward"),
+        ("ezpz.runtime.dist", "ezpz.launch.resolve", "runtime imports only the bottom"),
+        ("ezpz.doctor.checks", "ezpz.envs.yeet", "one layer"),
+        ("ezpz.launch.resolve", "ezpz.runtime.history", "must not import the runtime side"),
+        ("ezpz.rankenv", "ezpz.log", "rank shim"),
+    ],
+)
+def test_the_contract_catches_a_back_edge(importer: str, imported: str, reason: str) -> None:
+    why = violation(Edge(importer, imported, 1, in_function=True))
+    assert why is not None and reason in why
