@@ -21,12 +21,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ezpz.errors import LaunchError, plural
-
-if TYPE_CHECKING:
-    from ezpz.model.plan import Plan
+from ezpz.launch.execute import execute
+from ezpz.launch.resolve import plan_launch
+from ezpz.model.plan import Plan
 
 __all__ = ["SMOKE_ARGS", "SmokeResult", "example_script", "smoke_command", "smoke_outdir", "smoke_plan", "smoke_test"]
 
@@ -95,9 +95,7 @@ class SmokeResult:
 
 def example_script() -> Path:
     """Return the transformer example: shipped in the wheel, else in the source checkout."""
-    import ezpz
-
-    package = Path(ezpz.__file__).resolve().parent
+    package = Path(__file__).resolve().parent
     candidates = (package / "examples" / EXAMPLE, package.parent / "examples" / EXAMPLE)
     for candidate in candidates:
         if candidate.is_file():
@@ -158,16 +156,12 @@ def _number(value: object) -> float | None:
 
 def smoke_plan(np: int, max_steps: int, extra: Sequence[str], outdir: Path) -> Plan:
     """The launch of the smoke test: ``np`` ranks of :func:`smoke_command`, W&B files (if any) under ``outdir``."""
-    from ezpz.launch.resolve import plan_launch
-
     command = smoke_command(max_steps, extra, outdir)
     return plan_launch([("flags", {"command": command, "np": np, "env": {"WANDB_DIR": str(outdir)}})])
 
 
 def smoke_test(np: int = 2, max_steps: int = 50, extra: Sequence[str] = (), outdir: Path | None = None) -> SmokeResult:
     """Run the smoke test and return its verdict; outputs go under ``outdir`` (default: :func:`smoke_outdir`)."""
-    from ezpz.launch.execute import execute
-
     outdir = (outdir or smoke_outdir()).resolve()
     plan = smoke_plan(np, max_steps, extra, outdir)
     command = smoke_command(max_steps, extra, outdir)

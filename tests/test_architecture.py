@@ -4,7 +4,7 @@ Every import between ezpz modules counts: module level, inside functions and
 under ``TYPE_CHECKING``.  Dependencies point one way (docs/architecture.md)::
 
     errors < extras, ranks, net < log < model < schedulers < plugins < launch
-           < {submit, doctor, envs} < cli
+           < {submit, doctor, envs, smoke} < cli
 
 and the runtime side (runtime/, data/, models/) imports only the bottom
 (errors, extras, ranks, net, log).  The one upward edge allowed is the value's
@@ -36,6 +36,7 @@ LAUNCH_SIDE = {
     "submit": 7,
     "doctor": 7,
     "envs": 7,
+    "smoke": 7,
     "cli": 9,
     "__main__": 9,
     "ezpz": 9,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from ezpz.cli import main
 from ezpz.cli.args import PASS_OPTION, split_args
 from ezpz.errors import SpecError
+from ezpz.launch.machine import Machine
 from ezpz.schedulers.flags import LAUNCHER_OPTIONS
 
 FAKE = """#!/bin/sh
@@ -29,7 +30,7 @@ printf '%s\\n' "$*" >> "{record}"
 
 
 @pytest.fixture
-def fake_launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def fake_launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_machine: Callable[..., Machine]) -> Path:
     """Put a FAKE ``mpiexec`` first on PATH; return the file it writes when called."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -41,7 +42,7 @@ def fake_launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for key in list(os.environ):
         if key.startswith(("EZPZ_", "PBS_", "SLURM_")):
             monkeypatch.delenv(key)
-    monkeypatch.setattr(socket, "gethostname", lambda: "laptop")
+    fake_machine(hostname="laptop")
     return record
 
 
