@@ -33,10 +33,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ezpz.errors import EzpzError, SchedulerError, SpecError
-from ezpz.plan import Plan
+from ezpz.model.plan import Plan
+from ezpz.model.spec import LaunchSpec
 from ezpz.plugins.manager import schedulers
 from ezpz.schedulers.base import Allocation
-from ezpz.spec import LaunchSpec
 
 ADAPTERS = schedulers()
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -158,7 +158,7 @@ def test_signal_reaches_every_rank_and_nothing_is_left(tmp_path, launch, sig):
 
 def test_ranks_that_ignore_sigterm_are_killed_after_the_grace_period(tmp_path, launch):
     """SIGTERM reaches both ranks, they ignore it; after execute's grace period SIGKILL ends them."""
-    from ezpz.execute import GRACE
+    from ezpz.launch.execute import GRACE
 
     proc = launch(payload=("ignore",))
     pids = rank_pids(tmp_path)

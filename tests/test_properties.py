@@ -195,7 +195,7 @@ import json, sys
 from ezpz.errors import SchedulerError, SpecError
 from ezpz.plugins.manager import schedulers
 from ezpz.schedulers.base import Allocation
-from ezpz.spec import LaunchSpec
+from ezpz.model.spec import LaunchSpec
 
 adapters = schedulers()
 out = []

@@ -9,7 +9,6 @@ PBS job's hosts, mocked: there is no PBS server here).
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -321,10 +320,10 @@ def test_slots_are_checked_on_the_hosts_used_only(
     tmp_path: Path,
     no_job_env: None,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    fake_machine: Callable[..., Machine],
 ) -> None:
     """Hostfile ``a:4``, ``b:2``: one host at 4 ranks fits (host b's 2 slots are not used)."""
-    monkeypatch.setattr(ezpz.launch, "probe_accelerators", lambda: (0, "mocked probe (no accelerators here)"))
+    fake_machine(how="mocked probe (no accelerators here)")
     hosts = tmp_path / "hosts"
     hosts.write_text("a:4\nb:2\n")
     code = main(["launch", "--dry-run", "--json", "--hostfile", str(hosts), *args, "--", "python3", "x.py"])
