@@ -4,10 +4,16 @@
 ``.ci/run`` runs.
 torch 2.13.0 is installed first: it is the CPU build this project is tested
 with, and a bare ``torch`` requirement would pull a multi-GB CUDA build.
+
+The sessions that need torch and the package's extras (tests, typecheck,
+bench) share one environment, ``.nox/shared`` (see :func:`_shared`), so a
+fresh clone installs torch once; lint and docs keep their own small ones.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import nox
@@ -16,23 +22,45 @@ nox.options.sessions = ["lint", "typecheck", "docs", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 TORCH = "torch==2.13.0"
-
-
-def _install(session: nox.Session) -> None:
-    session.install(TORCH)
-    session.install("-e", ".[all,test]")
-
-
-@nox.session
-def tests(session: nox.Session) -> None:
-    _install(session)
-    session.run("pytest", *session.posargs)
-
-
 #: Tool versions, the same in nox, pre-commit (.pre-commit-config.yaml) and DEVELOPMENT.md.
 RUFF = "ruff==0.17.6"
 PYRIGHT = "pyright==1.1.414"
 MKDOCS = "mkdocs-material>=9.5"
+#: The one environment with torch, ``-e .[all,test]`` and pyright, for every session that needs them.
+SHARED = Path(".nox") / "shared"
+
+
+def _shared(session: nox.Session) -> None:
+    """Create (once) and update the shared environment.
+
+    nox gives every session its own virtualenv; these sessions declare
+    ``venv_backend="none"`` and use this one instead.  ``pip install`` is a
+    no-op when everything is already there, so reusing it costs seconds.
+    """
+    if not (_bin() / "python").exists():
+        session.run_install(sys.executable, "-m", "venv", str(SHARED), external=True)
+    pip = (str(_bin() / "python"), "-m", "pip", "install", "--quiet")
+    session.run_install(*pip, TORCH, external=True)
+    session.run_install(*pip, "-e", ".[all,test]", PYRIGHT, external=True)
+
+
+def _bin() -> Path:
+    return SHARED.resolve() / ("Scripts" if os.name == "nt" else "bin")
+
+
+def _run_shared(session: nox.Session, program: str, *args: str) -> None:
+    """Run ``program`` from the shared environment, with that environment first on PATH."""
+    env = {"PATH": f"{_bin()}{os.pathsep}{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(SHARED.resolve())}
+    session.run(str(_bin() / program), *args, env=env, external=True)
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """The test suite (pytest), in the shared environment."""
+    _shared(session)
+    _run_shared(session, "pytest", *session.posargs)
+
+
 #: Everything ruff checks and formats.
 SOURCES = ("ezpz", "tests", "benchmarks", "examples", "docs", "noxfile.py")
 
@@ -45,12 +73,11 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", *SOURCES)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def typecheck(session: nox.Session) -> None:
-    """Pyright over ezpz/ with the [tool.pyright] settings, against the installed extras."""
-    _install(session)
-    session.install(PYRIGHT)
-    session.run("pyright", *session.posargs)
+    """Pyright over ezpz/ with the [tool.pyright] settings, against the installed extras (shared environment)."""
+    _shared(session)
+    _run_shared(session, "pyright", *session.posargs)
 
 
 @nox.session
@@ -73,7 +100,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
 }
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Run benchmarks/bench_*.py (all, or those named in posargs); figures go to stdout and benchmarks/results/."""
     found = sorted(path.stem for path in Path("benchmarks").glob("bench_*.py"))
@@ -84,6 +111,6 @@ def bench(session: nox.Session) -> None:
     missing = sorted(set(wanted) - set(found))
     if missing:
         session.error(f"no such benchmark: {', '.join(missing)}; valid: {', '.join(found)}")
-    _install(session)
+    _shared(session)
     for name in wanted:
-        session.run(*BENCHMARKS[name])
+        _run_shared(session, *BENCHMARKS[name])

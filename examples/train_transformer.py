@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens_per_step = args.batch_size * args.seq_len * world
     flops_token = flops_per_token(cfg, n_params)
     peak = peak_flops(device_name(torch, device), dtype)
-    history = ezpz.History(outdir=args.outdir)
+    history = ezpz.History(outdir=args.outdir, total=args.max_steps)
     batches = cycle(loader)
     warm_steps = min(3, args.max_steps - 1)  # compile / allocator warm-up, left out of the average
     losses: list[float] = []
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         step_mfu = mfu(tps, flops_token, peak, world)
         if step_mfu is not None:
             metrics["mfu"] = step_mfu
-        log.info(history.update(metrics, step=step))
+        history.update(metrics, step=step)  # rank 0 shows step N/total, elapsed, ETA
         stamps.append(time.perf_counter())
     # Steady state: the median step-to-step interval after warm-up, History and
     # logging included; the median shrugs off other load on a shared machine.
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         data.unigram_entropy,
     )
     log.info("sample:\n%s", data.tokenizer.decode(out[0].tolist()))
-    log.info("run report: %s", run_dir)
+    log.info("run report: %s", history.report_path or run_dir)
     if args.summary is not None and ezpz.get_rank() == 0:
         args.summary.write_text(json.dumps(summary, indent=2))
     ezpz.cleanup()

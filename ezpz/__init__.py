@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     "wrap_fsdp": "ezpz.runtime.wrap",
     # metrics
     "History": "ezpz.runtime.history",
+    "Progress": "ezpz.runtime.progress",
 }
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "History",
     "LaunchSpec",
     "Plan",
+    "Progress",
     "__version__",
     "barrier",
     "cleanup",
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
         setup_torch,
     )
     from ezpz.runtime.history import History
+    from ezpz.runtime.progress import Progress
     from ezpz.runtime.wrap import wrap_ddp, wrap_fsdp, wrap_model
 
 

@@ -50,6 +50,12 @@ def test_ezpz_test_passes_with_a_verdict_and_keeps_the_cwd_clean(tmp_path: Path,
     (outdir,) = tmp.glob("ezpz-test-*")
     assert f"outputs: {outdir}" in run.stdout
     assert (outdir / "summary.json").is_file() and (outdir / "history" / "report.md").is_file()
+    # The example's progress (not a terminal: plain lines) carries /N, elapsed and ETA, and the
+    # end names the report file itself.
+    assert re.search(r"step 50/50 loss=\S+ .*\| elapsed \d+:\d\d, ETA 0:00", run.stderr), run.stderr[-2000:]
+    assert re.search(r"step (?!50/)\d+/50 .*\| elapsed \d+:\d\d, ETA \d+:\d\d", run.stderr), run.stderr[-2000:]
+    assert f"run report: {outdir / 'history' / 'report.md'}" in run.stderr
+    assert run.stderr.count("step 50/50 ") == 1, "progress comes from rank 0 only"
 
 
 def test_ezpz_test_fails_with_a_verdict_naming_what_failed(tmp_path: Path, cache_dir: Path) -> None:

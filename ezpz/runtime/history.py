@@ -61,6 +61,7 @@ from ezpz.errors import HistoryError
 from ezpz.log import get_logger
 from ezpz.ranks import rank_info
 from ezpz.runtime.metrics_io import METRICS_FILE, JsonlWriter
+from ezpz.runtime.progress import Progress
 from ezpz.runtime.report import META_FILE, MetricTrack, fmt, write_report
 
 __all__ = ["History", "Stat", "cross_rank_stats"]
@@ -195,6 +196,10 @@ class History:
             (``EZPZ_HISTORY_JSONL_MAX_BYTES``, default 64 MiB).
         timeout: seconds :meth:`update` waits for the other ranks
             (``EZPZ_HISTORY_TIMEOUT``, default 900).
+        total: the step count the run ends at.  Given, rank 0 shows
+            ``step 12/400``, the elapsed time and an ETA at each
+            :meth:`update` (:class:`ezpz.runtime.progress.Progress`: a rich bar on a
+            terminal, a plain line every few steps otherwise).
 
     Raises:
         HistoryError: on rank 0, when the run directory or JSONL file cannot
@@ -214,6 +219,7 @@ class History:
         max_points: int | None = None,
         jsonl_max_bytes: int | None = None,
         timeout: float | None = None,
+        total: int | None = None,
     ) -> None:
         self.keys = None if keys is None else list(keys)
         if self.keys is not None:
@@ -248,6 +254,9 @@ class History:
             path = Path(want_jsonl) if isinstance(want_jsonl, (str, os.PathLike)) else self.run_dir / METRICS_FILE
             self._writer = JsonlWriter(path, max_bytes)
         self._wandb, self._wandb_owned = self._setup_wandb(wandb) if self.rank == 0 else (None, False)
+        self.progress = Progress(total, rank=self.rank) if total is not None else None
+        #: The absolute path of ``report.md`` once :meth:`finalize` wrote it.
+        self.report_path: Path | None = None
 
     # ---------------------------------------------------------------- set-up
     @staticmethod
@@ -504,7 +513,10 @@ class History:
                 self._warn_once(f"nonfinite:{key}", "History: metric %r is %s at step %s", key, values[key], step)
         if self.rank == 0:
             self._emit(step, values, stats)
-        return self._line(step, stats)
+        line = self._line(step, stats)
+        if self.progress is not None:
+            self.progress.update(step, line.partition(" ")[2])
+        return line
 
     def _emit(self, step: int | float, values: dict[str, float], stats: dict[str, Stat]) -> None:
         if self._writer is not None:
@@ -562,6 +574,8 @@ class History:
         Not a collective; calling it twice rewrites the report.
         """
         target = Path(outdir) if outdir is not None else self.run_dir
+        if self.progress is not None:
+            self.progress.close()
         if self.rank != 0:
             return target
         if self._writer is not None:
@@ -574,7 +588,7 @@ class History:
             meta_path = self.run_dir / META_FILE
             if meta_path.is_file():
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            write_report(target, self.tracks, meta, plot=self.plot)
+            self.report_path = write_report(target, self.tracks, meta, plot=self.plot).resolve()
         if self._wandb is not None and self._wandb_owned:
             try:
                 self._wandb.finish()
