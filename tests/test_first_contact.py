@@ -47,3 +47,34 @@ def test_root_help_shows_every_command_s_whole_first_line():
     for command in app.registered_commands:
         first = inspect.cleandoc(command.callback.__doc__ or "").split("\n\n")[0]
         assert " ".join(first.split()) in flat, first
+
+
+@pytest.mark.parametrize(
+    ("counts", "advice"),
+    [
+        (["-n", "3", "-ppn", "2"], "use -n 2 or -n 4, or -ppn 1 or -ppn 3"),
+        (["-n", "10", "-nh", "4"], "use -n 8 or -n 12, or -nh 2 or -nh 5"),
+        (["-n", "8", "-nh", "3", "-ppn", "4"], "make them agree: -n 12 or -nh 2"),
+    ],
+)
+def test_count_errors_say_what_would_work(capsys: pytest.CaptureFixture[str], counts: list[str], advice: str):
+    assert main(["launch", *counts, "--dry-run", "--", "x"]) == 2
+    err = capsys.readouterr().err
+    assert advice in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(("key", "meant"), [("nprocs", "np"), ("cpu-bind", "cpu_bind"), ("nodes", "nhosts")])
+def test_an_unknown_config_key_gets_did_you_mean(tmp_path, capsys: pytest.CaptureFixture[str], key: str, meant: str):
+    config = tmp_path / "ezpz.toml"
+    config.write_text(f'"{key}" = 4\n')
+    assert main(["launch", "-c", str(config), "--dry-run", "--", "x"]) == 2
+    err = capsys.readouterr().err
+    assert f"unknown key {key!r} in {config}" in err and f"did you mean {meant!r}?" in err, err
+
+
+def test_an_unknown_spec_field_in_python_gets_did_you_mean():
+    from ezpz import LaunchSpec
+    from ezpz.errors import SpecError
+
+    with pytest.raises(SpecError, match="did you mean 'np'"):
+        LaunchSpec(nprocs=3)  # type: ignore[call-arg]

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from ezpz.errors import SpecError, closest
 from ezpz.model.validation import first_error
 
-__all__ = ["Layer", "LaunchSpec", "load_config", "merge_layers"]
+__all__ = ["FIELD_ALIASES", "Layer", "LaunchSpec", "field_hint", "load_config", "merge_layers"]
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -140,13 +140,21 @@ class LaunchSpec(BaseModel):
     def _counts_agree(self) -> LaunchSpec:
         np, ppn, nh = self.np, self.ppn, self.nhosts
         if np is not None and ppn is not None and nh is not None and np != nh * ppn:
-            raise ValueError(f"np={np} is not nhosts × ppn = {nh} × {ppn}; give two of the three")
+            fixes = [f"-n {nh * ppn}"]
+            if np % ppn == 0:
+                fixes.append(f"-nh {np // ppn}")
+            if np % nh == 0:
+                fixes.append(f"-ppn {np // nh}")
+            raise ValueError(
+                f"np={np} is not nhosts × ppn = {nh} × {ppn}; give two of the three, or make them agree: "
+                + " or ".join(fixes)
+            )
         if np is not None and ppn is not None and np % ppn:
-            raise ValueError(f"np={np} is not divisible by ppn={ppn}")
+            raise ValueError(f"np={np} is not divisible by ppn={ppn}; {_count_fixes(np, ppn, '-ppn')}")
         if np is not None and nh is not None and np % nh:
-            raise ValueError(f"np={np} is not divisible by nhosts={nh}")
+            raise ValueError(f"np={np} is not divisible by nhosts={nh}; {_count_fixes(np, nh, '-nh')}")
         if np is not None and nh is not None and nh > np:
-            raise ValueError(f"nhosts={nh} is more than np={np}")
+            raise ValueError(f"nhosts={nh} is more than np={np}; use -nh {np} or fewer")
         return self
 
     @property
@@ -191,6 +199,52 @@ class LaunchSpec(BaseModel):
         return execute(self.render(environ))
 
 
+#: Names people write for a field (the launchers' and schedulers' words, ezpz's own flags) -> the field.
+FIELD_ALIASES = {
+    "n": "np",
+    "nproc": "np",
+    "nprocs": "np",
+    "ntasks": "np",
+    "ranks": "np",
+    "world_size": "np",
+    "ranks_per_node": "ppn",
+    "procs_per_node": "ppn",
+    "ntasks_per_node": "ppn",
+    "nh": "nhosts",
+    "nodes": "nhosts",
+    "nnodes": "nhosts",
+    "num_nodes": "nhosts",
+    "hosts": "nhosts",
+    "cmd": "command",
+    "environment": "env",
+    "flags": "launcher_flags",
+    "extra_flags": "launcher_flags",
+}
+
+
+def field_hint(key: str) -> str:
+    """For an unknown config key: the valid fields, and the one it probably meant (``nprocs`` -> ``np``)."""
+    fields = LaunchSpec.model_fields
+    word = key.strip().lower().replace("-", "_")
+    meant = word if word in fields else FIELD_ALIASES.get(word)
+    if meant is None:
+        return closest(key, fields)
+    return f"valid: {', '.join(sorted(fields))}; did you mean {meant!r}?"
+
+
+def _count_fixes(np: int, per: int, flag: str) -> str:
+    """What would divide: the nearest multiples of ``per`` around ``np``, or divisors of ``np`` around ``per``.
+
+    ``_count_fixes(3, 2, "-ppn")`` is ``"use -n 2 or -n 4, or -ppn 1 or -ppn 3"``.
+    """
+    multiples = [m for m in (np // per * per, (np // per + 1) * per) if m >= per]
+    below = [d for d in range(per - 1, 0, -1) if np % d == 0][:1]
+    above = [d for d in range(per + 1, np + 1) if np % d == 0][:1]
+    near = below + above
+    text = "use " + " or ".join(f"-n {m}" for m in multiples)
+    return text + (", or " + " or ".join(f"{flag} {d}" for d in near) if near else "")
+
+
 def _spec_error(exc: ValidationError, origin: str | None, provenance: Mapping[str, str] | None = None) -> SpecError:
     """Turn pydantic's first error into one line naming file, field and value."""
     err = first_error(exc)
@@ -200,7 +254,7 @@ def _spec_error(exc: ValidationError, origin: str | None, provenance: Mapping[st
     if source is not None:
         where = f" in {source.removeprefix('config:')}" if source.startswith("config:") else f" (from {source})"
     if err.kind == "extra_forbidden":
-        return SpecError(f"unknown key {loc!r}{where}", err.given, closest(loc, LaunchSpec.model_fields))
+        return SpecError(f"unknown key {loc!r}{where}", err.given, field_hint(loc))
     return SpecError(f"invalid {loc}{where}: {err.message}", err.shown)
 
 
@@ -217,9 +271,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"config file is not valid TOML: {exc}", str(path)) from None
     unknown = [key for key in data if key not in LaunchSpec.model_fields]
     if unknown:
-        raise SpecError(
-            f"unknown key {unknown[0]!r} in {path}", data[unknown[0]], closest(unknown[0], LaunchSpec.model_fields)
-        )
+        raise SpecError(f"unknown key {unknown[0]!r} in {path}", data[unknown[0]], field_hint(unknown[0]))
     return data
 
 
