@@ -129,6 +129,7 @@ class Progress:
 
     def _draw(self, step: float, text: str) -> None:
         if self._bar is None:
+            # rich's progress machinery only when a bar is drawn: plain lines and other ranks never load it.
             from rich.console import Console
             from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as Bar
