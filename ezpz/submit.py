@@ -29,7 +29,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 
-from ezpz.errors import LaunchError, SchedulerError, SpecError, closest
+from ezpz.errors import LaunchError, SchedulerError, SpecError, closest, plural
 from ezpz.launch.execute import run_command
 from ezpz.launch.resolve import choose
 from ezpz.model.batch import BatchScript, SubmitRequest
@@ -81,7 +81,7 @@ def check_request(request: SubmitRequest, settings: SubmitSettings, template: st
         limits = settings.queues[queue]
         if not limits.min_nodes <= request.nodes <= limits.max_nodes:
             raise SpecError(
-                f"{request.nodes} nodes is outside the limits of queue {queue!r}",
+                f"{plural(request.nodes, 'node')} is outside the limits of queue {queue!r}",
                 f"--nodes {request.nodes}",
                 f"{queue} takes {limits.describe()}; queues of {where}: {known}",
             )
@@ -215,7 +215,7 @@ def plan_submit(
     count = nodes if nodes is not None else (needed or 1)
     if needed is not None and count >= 1 and needed > count:
         raise SpecError(
-            f"the launch options need {needed} nodes but the job asks for {count}",
+            f"the launch options need {plural(needed, 'node')} but the job asks for {count}",
             f"--nodes {count}",
             f"pass --nodes {needed} or more, or fewer hosts to ezpz launch",
         )

@@ -78,3 +78,36 @@ def test_an_unknown_spec_field_in_python_gets_did_you_mean():
 
     with pytest.raises(SpecError, match="did you mean 'np'"):
         LaunchSpec(nprocs=3)  # type: ignore[call-arg]
+
+
+def test_the_dry_run_on_one_host_says_1_host(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    for key in list(os.environ):
+        if key.startswith(("EZPZ_", "PBS_", "SLURM_")):
+            monkeypatch.delenv(key)
+    assert main(["launch", "-n", "2", "--dry-run", "--", "x"]) == 0
+    out = capsys.readouterr().out
+    assert "np over the job's 1 host]" in out and "1 hosts" not in out, out
+
+
+def test_no_message_in_the_package_hedges_a_plural_with_s_in_parentheses():
+    """'1 accelerator(s)', 'host(s)': messages count with errors.plural instead (docstrings may say '(s)')."""
+    import ast
+    from pathlib import Path
+
+    import ezpz
+
+    hedged = []
+    for path in sorted(Path(ezpz.__file__).parent.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+            if is_text and "(s)" in node.value and id(node) not in docstrings:
+                hedged.append(f"{path.name}:{node.lineno}: {node.value.strip()[:60]}")
+    assert hedged == []

@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ezpz.doctor.mpi import check_mpi4py, check_mpi_launcher
-from ezpz.errors import EzpzError
+from ezpz.errors import EzpzError, plural
 from ezpz.extras import require
 from ezpz.launch.machine import Machine
 from ezpz.launch.resolve import resolve
@@ -66,7 +66,7 @@ def check_scheduler(ctx: DoctorContext) -> CheckResult:
         "slots": list(alloc.slots) if alloc.slots else None,
         "source": alloc.source,
     }
-    hosts = ", ".join(alloc.hosts[:4]) + (f", ... ({len(alloc.hosts)} hosts)" if len(alloc.hosts) > 4 else "")
+    hosts = ", ".join(alloc.hosts[:4]) + (f", ... ({plural(len(alloc.hosts), 'host')})" if len(alloc.hosts) > 4 else "")
     message = f"{adapter.name} ({why})" + (f", job {alloc.job_id}" if alloc.job_id else "") + f": {hosts}"
     if alloc.slots:
         message += f"; slots {'/'.join(map(str, alloc.slots[:4]))}"
@@ -107,7 +107,7 @@ def check_devices(ctx: DoctorContext) -> CheckResult:
         kind, lambda: 0
     )()
     details = {"torch": torch.__version__, "device": kind, "backend": backend, "count": count}
-    message = f"torch {torch.__version__}: {kind}, backend {backend}, {count} accelerator(s)"
+    message = f"torch {torch.__version__}: {kind}, backend {backend}, {plural(count, 'accelerator')}"
     visible = [
         v
         for v in ("CUDA_VISIBLE_DEVICES", "ZE_AFFINITY_MASK", "ROCR_VISIBLE_DEVICES")
@@ -172,36 +172,58 @@ def check_rendezvous(ctx: DoctorContext) -> CheckResult:
     )
 
 
+#: Variables that never ask for W&B by being set (they switch it off).
+_WANDB_OFF = ("WANDB_MODE", "WANDB_DISABLED")
+
+
+def wandb_asked_by(environ: Mapping[str, str]) -> str | None:
+    """The variable that would make this run use W&B (``EZPZ_WANDB=1``, any ``WANDB_*``), or ``None``.
+
+    ezpz's History logs to W&B only when asked (``EZPZ_WANDB`` or an active
+    run); a ``WANDB_*`` variable says the user's own code will.
+    """
+    if environ.get("EZPZ_WANDB", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "EZPZ_WANDB"
+    mode = environ.get("WANDB_MODE", "").strip().lower()
+    if mode in ("online", "offline", "dryrun"):
+        return "WANDB_MODE"
+    return next((v for v in sorted(environ) if v.startswith("WANDB_") and v not in _WANDB_OFF and environ[v]), None)
+
+
 def check_wandb(ctx: DoctorContext) -> CheckResult:
-    """Report whether wandb is installed, its mode, and credentials (masked)."""
+    """Report whether W&B would be used here; if so, that it is installed and has credentials (masked)."""
     name = "wandb"
-    mode = ctx.environ.get("WANDB_MODE", "").strip().lower()
-    if ctx.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes"):
-        mode = "disabled"
+    env = ctx.environ
+    disabled = env.get("WANDB_MODE", "").strip().lower() == "disabled" or env.get(
+        "WANDB_DISABLED", ""
+    ).strip().lower() in ("1", "true", "yes")
+    asked = None if disabled else wandb_asked_by(env)
     try:
-        installed = version("wandb")
+        installed: str | None = version("wandb")
     except PackageNotFoundError:
-        if mode in ("online", "offline"):
-            return CheckResult(
-                name,
-                "warning",
-                f"WANDB_MODE={mode} but wandb is not installed",
-                "pip install 'ezpz[wandb]'",
-            )
-        return CheckResult(
-            name,
-            "ok",
-            "wandb not installed; metrics stay local",
-            "pip install 'ezpz[wandb]' to track runs",
+        installed = None
+    key = _wandb_key(env) if installed else None
+    if asked is None:
+        why = (
+            "disabled by WANDB_MODE / WANDB_DISABLED" if disabled else "neither EZPZ_WANDB nor a WANDB_* variable asks"
         )
-    mode = mode or "online"
-    key = _wandb_key(ctx.environ)
+        have = f"wandb {installed} installed" if installed else "wandb not installed"
+        if key:
+            have += f", key {mask(key[0])} from {key[1]}"
+        return CheckResult(name, "ok", f"not in use ({why}); {have}", "", {"version": installed, "in_use": False})
+    if installed is None:
+        return CheckResult(
+            name, "warning", f"{asked} asks for W&B but wandb is not installed", "pip install 'ezpz[wandb]'"
+        )
+    mode = env.get("WANDB_MODE", "").strip().lower() or "online"
     details = {
         "version": installed,
+        "in_use": True,
+        "asked_by": asked,
         "mode": mode,
         "credentials": f"{mask(key[0])} ({key[1]})" if key else None,
     }
-    message = f"wandb {installed}, mode {mode}"
+    message = f"wandb {installed}, mode {mode} (asked by {asked})"
     if key:
         return CheckResult(name, "ok", f"{message}, key {mask(key[0])} from {key[1]}", "", details)
     if mode == "online":
@@ -272,7 +294,7 @@ def check_spec(ctx: DoctorContext) -> CheckResult:
     except EzpzError as exc:
         return CheckResult(name, "error", exc.line(), "change the counts or the template to fit the job")
     details = {"np": plan.np, "ppn": plan.ppn, "nhosts": plan.nhosts, "launcher": plan.launcher}
-    message = f"fits: {plan.np} ranks, {plan.ppn} per host on {plan.nhosts} host(s), {plan.launcher}"
+    message = f"fits: {plural(plan.np, 'rank')}, {plan.ppn} per host on {plural(plan.nhosts, 'host')}, {plan.launcher}"
     if expected is not None:
         shown, how = machine.probe()
         details.update(accelerators_expected=expected, accelerators_shown=shown)
@@ -280,11 +302,11 @@ def check_spec(ctx: DoctorContext) -> CheckResult:
             return CheckResult(
                 name,
                 "warning",
-                f"{message}; the spec expects {expected} accelerators per node, this node shows {shown} ({how})",
+                f"{message}; the spec expects {plural(expected, 'accelerator')} per node, this node shows {shown} ({how})",
                 "run doctor on a compute node, or set accelerators_per_node to match",
                 details,
             )
-        message += f"; {shown} accelerators per node, as expected"
+        message += f"; {plural(shown, 'accelerator')} per node, as expected"
     return CheckResult(name, "ok", message, "", details)
 
 

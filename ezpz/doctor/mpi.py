@@ -11,11 +11,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from ezpz.errors import EzpzError, LaunchError
+from ezpz.errors import EzpzError, LaunchError, plural
 from ezpz.launch.execute import run_command
 from ezpz.model.checks import CheckResult, DoctorContext, Status
 from ezpz.plugins.manager import schedulers
@@ -117,7 +119,21 @@ def check_mpi_launcher(ctx: DoctorContext) -> CheckResult:
 
 
 _PROBE_LIBRARY = "import mpi4py\nmpi4py.rc.initialize = False\nfrom mpi4py import MPI\nprint(MPI.Get_library_version())"
-_PROBE_RANKS = "from mpi4py import MPI\nc = MPI.COMM_WORLD\nprint('EZPZ-RANK', c.Get_rank(), c.Get_size())"
+#: Each probe rank writes its own record, ``pid rank size``: a file in the directory given as its argument
+#: and one os.write to stdout (for a rank on another node, whose files stay there).  Neither depends on how
+#: the launcher interleaves the ranks' output (print's several writes did: 'EZPZ-RANKEZPZ-RANK 0 2').
+_PROBE_RANKS = (
+    "import os, sys\n"
+    "from mpi4py import MPI\n"
+    "c = MPI.COMM_WORLD\n"
+    "record = f'{os.getpid()} {c.Get_rank()} {c.Get_size()}'\n"
+    "path = os.path.join(sys.argv[1], f'rank-{os.getpid()}')\n"
+    "with open(path + '.tmp', 'w') as f:\n"
+    "    f.write(record)\n"
+    "os.replace(path + '.tmp', path)\n"
+    "os.write(1, f'EZPZ-RANK {record} EZPZ-END\\n'.encode())\n"
+)
+_RECORD = re.compile(r"EZPZ-RANK (\d+) (\d+) (\d+) EZPZ-END")
 
 
 def _mpi4py_library(ctx: DoctorContext) -> tuple[MpiFlavor | None, str]:
@@ -127,20 +143,34 @@ def _mpi4py_library(ctx: DoctorContext) -> tuple[MpiFlavor | None, str]:
     return mpi_flavor(proc.stdout), proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
 
 
+def probe_records(records: Path, stdout: str) -> list[tuple[int, int]]:
+    """The (rank, size) each probe rank reported, one per process, sorted: from its file, else its stdout record."""
+    seen: dict[str, tuple[int, int]] = {}
+    for pid, rank, size in _RECORD.findall(stdout):
+        seen[pid] = (int(rank), int(size))
+    for path in records.glob("rank-*"):
+        if path.suffix != ".tmp":
+            pid, rank, size = path.read_text().split()
+            seen[pid] = (int(rank), int(size))
+    return sorted(seen.values())
+
+
 def _deep_probe(launcher: str, ctx: DoctorContext) -> tuple[bool, str]:
-    """Run 2 ranks that print (rank, size); True when they see one world of 2."""
-    argv = [launcher, "-n", "2", sys.executable, "-c", _PROBE_RANKS]
-    try:
-        proc = _capture(argv, ctx.environ, timeout=120)
-    except LaunchError as exc:
-        return False, f"2-rank probe failed: {exc.line()}"
-    seen = sorted(tuple(line.split()[1:3]) for line in proc.stdout.splitlines() if line.startswith("EZPZ-RANK"))
-    if seen == [("0", "2"), ("1", "2")]:
+    """Run 2 ranks that each record (rank, size); True when they see one world of 2."""
+    with tempfile.TemporaryDirectory(prefix="ezpz-doctor-") as records:
+        argv = [launcher, "-n", "2", sys.executable, "-c", _PROBE_RANKS, records]
+        try:
+            proc = _capture(argv, ctx.environ, timeout=120)
+        except LaunchError as exc:
+            return False, f"2-rank probe failed: {exc.line()}"
+        seen = probe_records(Path(records), proc.stdout)
+    if seen == [(0, 2), (1, 2)]:
         return True, "2-rank probe: ranks 0 and 1 of 2"
-    if seen and all(size == "1" for _, size in seen):
-        return False, f"2-rank probe: every rank is rank 0 of 1 ({len(seen)} singletons)"
+    if seen and all(size == 1 for _, size in seen):
+        return False, f"2-rank probe: every rank is rank 0 of 1 ({plural(len(seen), 'singleton')})"
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return False, f"2-rank probe failed (exit {proc.returncode}): {tail}"
+    got = ", ".join(f"rank {rank} of {size}" for rank, size in seen) or "no rank reported"
+    return False, f"2-rank probe failed (exit {proc.returncode}; {got}): {tail}"
 
 
 def check_mpi4py(ctx: DoctorContext) -> CheckResult:

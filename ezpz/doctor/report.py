@@ -45,7 +45,11 @@ def results_json(results: Sequence[CheckResult]) -> str:
 
 
 def render_table(results: Sequence[CheckResult]) -> Any:
-    """Return a rich table of the results, for people."""
+    """Return a rich table of the results, for people.
+
+    Long values wrap at spaces, and a path wraps only after a ``/``
+    (:func:`wrap_value`), never mid-name.
+    """
     # rich only for the table: --json output needs none of it.
     from rich.table import Table
     from rich.text import Text
@@ -53,7 +57,63 @@ def render_table(results: Sequence[CheckResult]) -> Any:
     style = {"ok": "green", "warning": "yellow", "error": "bold red"}
     table = Table(title="ezpz doctor", show_lines=False)
     for column in ("check", "status", "found", "remedy"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column)
     for r in results:
-        table.add_row(r.name, Text(r.status, style=style[r.status]), r.message, r.remedy)
+        table.add_row(r.name, Text(r.status, style=style[r.status]), _Wrapped(r.message), _Wrapped(r.remedy))
     return table
+
+
+def wrap_value(text: str, width: int) -> list[str]:
+    """Wrap ``text`` at spaces into lines of at most ``width``; a longer word breaks only after a ``/``.
+
+    ``/work/venv/bin/mpiexec`` splits as ``/work/venv/bin/`` + ``mpiexec``,
+    never ``…/bin/m`` + ``piexec``.  Only a single name longer than ``width``
+    is cut, as a last resort.
+    """
+    width = max(1, width)
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) <= width:
+            line += " " + word
+            continue
+        if line:
+            lines.append(line)
+        line = ""
+        for piece in _path_pieces(word) if len(word) > width else [word]:
+            if line and len(line) + len(piece) > width:
+                lines.append(line)
+                line = ""
+            while len(piece) > width:
+                lines.append(piece[:width])
+                piece = piece[width:]
+            line += piece
+    if line:
+        lines.append(line)
+    return lines or [""]
+
+
+def _path_pieces(word: str) -> list[str]:
+    """``/a/bc/d`` -> ``["/", "a/", "bc/", "d"]``: where a path may break."""
+    pieces = [f"{part}/" for part in word.split("/")[:-1]]
+    last = word.rsplit("/", 1)[-1]
+    return [*pieces, last] if last else pieces
+
+
+class _Wrapped:
+    """A table cell whose text wraps with :func:`wrap_value` (rich folds long words anywhere)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __rich_measure__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement  # rich only for the table, as in render_table
+
+        pieces = [piece for word in self.text.split() for piece in _path_pieces(word)] or [""]
+        return Measurement(max(len(piece) for piece in pieces), max(len(self.text), 1))
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.text import Text  # rich only for the table, as in render_table
+
+        for line in wrap_value(self.text, options.max_width):
+            yield Text(line, no_wrap=True, overflow="fold")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ezpz.errors import EnvToolError
+from ezpz.errors import EnvToolError, plural
 from ezpz.extras import require
 from ezpz.log import get_logger
 
@@ -604,7 +604,7 @@ def _relay(comm: Any, src: Path, compress: bool, total: int, receiver: _Receiver
         if not got:
             return None
         if rank == 0 and (sent + len(got)) // step > sent // step:
-            log.info("yeet-env: sent %d of ~%d MiB to %d node(s)", (sent + len(got)) >> 20, total >> 20, size)
+            log.info("yeet-env: sent %d of ~%d MiB to %s", (sent + len(got)) >> 20, total >> 20, plural(size, "node"))
         sent += len(got)
 
 
@@ -666,7 +666,7 @@ def yeet_worker(src: Path, dst: str, compress: bool, min_nodes: int, report: Pat
         )
     if report is not None:
         report.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
-    log.info("yeet-env: %d of %d node(s) have the environment", good, size)
+    log.info("yeet-env: %d of %s %s the environment", good, plural(size, "node"), "has" if good == 1 else "have")
     return 0 if good >= min_nodes else 1
 
 
@@ -725,9 +725,9 @@ def yeet_env(
         raise EnvToolError(
             "--min-nodes must be between 1 and the number of nodes",
             min_nodes,
-            f"this allocation has {plan.nhosts} node(s)",
+            f"this allocation has {plural(plan.nhosts, 'node')}",
         )
-    log.info("yeet-env: %s -> %s on %d node(s)", env.path, target, plan.nhosts)
+    log.info("yeet-env: %s -> %s on %s", env.path, target, plural(plan.nhosts, "node"))
     return execute(plan, environ), target
 
 

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ezpz.errors import SchedulerError
+from ezpz.errors import SchedulerError, plural
 from ezpz.launch.layers import with_env, with_template
 from ezpz.launch.machine import Machine
 from ezpz.launch.templates import find_template, templates_for_host
@@ -181,7 +181,7 @@ def describe(plan: Plan, max_hosts: int = 8) -> str:
     named = {r[0] for r in rows} | {"command", "env"}
     rows += [(key, str(plan.spec.get(key, "")), source) for key, source in prov.items() if key not in named]
     rows += [(f"env {k}", v, "") for k, v in plan.env.items()]
-    rows += [(f"writes {path}", f"{len(content.splitlines())} hosts", "") for path, content in plan.files]
+    rows += [(f"writes {path}", plural(len(content.splitlines()), "host"), "") for path, content in plan.files]
     rows += _left_out_rows(plan, max_hosts)
     width = max(len(r[0]) for r in rows)
     lines = [f"# {name:<{width}}  {value}" + (f"   [{source}]" if source else "") for name, value, source in rows]

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ezpz.errors import HistoryError
+from ezpz.errors import HistoryError, plural
 from ezpz.extras import require
 from ezpz.log import get_logger
 
@@ -179,7 +179,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if isinstance(value, dict):
             records.append(decode_value(value))  # type: ignore[arg-type]
     if bad:
-        log.warning("skipped %d unparseable JSONL line(s): %s", len(bad), ", ".join(bad[:5]))
+        log.warning("skipped %s: %s", plural(len(bad), "unparseable JSONL line"), ", ".join(bad[:5]))
     return records
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from ezpz.errors import DistError, closest
+from ezpz.errors import DistError, closest, plural
 from ezpz.extras import require
 from ezpz.log import get_logger
 from ezpz.runtime import dist as ezdist
@@ -245,7 +245,12 @@ def wrap_fsdp(
     for block in blocks:
         fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=policy)
     fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=policy)
-    log.info("wrap_fsdp: sharded %d blocks + root over %d ranks (dtype=%s)", len(blocks), mesh.size(), value)
+    log.info(
+        "wrap_fsdp: sharded %s + root over %s (dtype=%s)",
+        plural(len(blocks), "block"),
+        plural(mesh.size(), "rank"),
+        value,
+    )
     return model
 
 

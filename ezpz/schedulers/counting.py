@@ -6,7 +6,7 @@ every adapter shares them through :meth:`ezpz.schedulers.base.Scheduler.render`.
 
 from __future__ import annotations
 
-from ezpz.errors import SchedulerError, SpecError
+from ezpz.errors import SchedulerError, SpecError, plural
 from ezpz.model.allocation import Allocation, Layout
 from ezpz.model.spec import LaunchSpec
 
@@ -36,10 +36,16 @@ def pack_accelerators_first(np: int, accelerators: int, hosts: int) -> tuple[int
     exact = [f"-nh {d} -ppn {np // d}" for d in range(1, hosts + 1) if np % d == 0 and np // d <= accelerators]
     valid = ", ".join([*choices, *exact]) or f"-n {accelerators * hosts} or fewer"
     if nhosts > hosts:
-        what = f"np={np} needs {nhosts} hosts at {accelerators} accelerators per node, the job has {hosts}"
+        what = (
+            f"np={np} needs {plural(nhosts, 'host')} at {plural(accelerators, 'accelerator')} per node, "
+            f"the job has {hosts}"
+        )
         more = "; or pass --oversubscribe to put more ranks on each host"
     else:
-        what = f"np={np} does not split evenly over the {nhosts} hosts it needs at {accelerators} accelerators per node"
+        what = (
+            f"np={np} does not split evenly over the {plural(nhosts, 'host')} it needs at "
+            f"{plural(accelerators, 'accelerator')} per node"
+        )
         more = ""
     raise SpecError(what, f"-n {np}", f"valid: {valid}{more}")
 
@@ -85,18 +91,18 @@ def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
         out["ppn"] = "np / nhosts"
     elif np is not None and accel > 0 and not (spec.oversubscribe and np > accel * avail):
         nh, ppn = pack_accelerators_first(np, accel, avail)
-        out["nhosts"] = f"fill accelerators first: ceil(np / {accel} accelerators per node)"
+        out["nhosts"] = f"fill accelerators first: ceil(np / {plural(accel, 'accelerator')} per node)"
         out["ppn"] = "np / nhosts"
     elif np is not None:
         if np % avail and np > avail:
             raise SpecError(
-                f"np={np} is not divisible by the job's {avail} hosts",
+                f"np={np} is not divisible by the job's {plural(avail, 'host')}",
                 f"-n {np}",
                 "give -ppn or -nh too, or a multiple of the host count",
             )
         nh = min(avail, np)
         ppn = np // nh
-        out["nhosts"], out["ppn"] = f"np over the job's {avail} hosts", "np / nhosts"
+        out["nhosts"], out["ppn"] = f"np over the job's {plural(avail, 'host')}", "np / nhosts"
     else:
         if ppn is None:
             ppn, out["ppn"] = _default_ppn(alloc, accel, how)
@@ -118,11 +124,11 @@ def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
             raise SchedulerError(
                 f"more ranks per host than the job's slots ({room})",
                 f"np={np} ppn={ppn}",
-                f"the job has {sum(alloc.slots)} slots on {avail} hosts; pass --oversubscribe to override",
+                f"the job has {plural(sum(alloc.slots), 'slot')} on {plural(avail, 'host')}; pass --oversubscribe to override",
             )
     if accel > 0 and ppn > accel and not spec.oversubscribe:
         raise SpecError(
-            f"ppn exceeds the {accel} accelerators per node",
+            f"ppn exceeds the {plural(accel, 'accelerator')} per node",
             f"ppn={ppn}",
             f"accelerators from {how}; use -ppn {accel} or fewer, or pass --oversubscribe",
         )
@@ -154,5 +160,5 @@ def cpu_bind_note(cpu_bind: str | None, ppn: int) -> str | None:
     if entries is None or len(entries) == ppn:
         return None
     if len(entries) > ppn:
-        return f"list of {len(entries)} entries cut to ppn={ppn}"
-    return f"list of {len(entries)} entries for ppn={ppn}: passed as given (fewer entries than ranks per node)"
+        return f"list of {plural(len(entries), 'entry', 'entries')} cut to ppn={ppn}"
+    return f"list of {plural(len(entries), 'entry', 'entries')} for ppn={ppn}: passed as given (fewer entries than ranks per node)"

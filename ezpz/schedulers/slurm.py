@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from ezpz.errors import SchedulerError
+from ezpz.errors import SchedulerError, plural
 from ezpz.model.allocation import Allocation
 from ezpz.model.batch import BatchHeader, SubmitRequest
 from ezpz.model.template import SubmitSettings, format_walltime
@@ -28,7 +28,9 @@ def tasks_per_node(value: str, nhosts: int) -> tuple[int, ...]:
             raise SchedulerError("cannot read SLURM_TASKS_PER_NODE", value, "expected a form like 2(x3),1")
         counts += [int(match.group(1))] * int(match.group(2) or 1)
     if len(counts) != nhosts:
-        raise SchedulerError("SLURM_TASKS_PER_NODE does not match the node list", value, f"expected {nhosts} hosts")
+        raise SchedulerError(
+            "SLURM_TASKS_PER_NODE does not match the node list", value, f"expected {plural(nhosts, 'host')}"
+        )
     return tuple(counts)
 
 
