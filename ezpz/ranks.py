@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ezpz.errors import DistError
+from ezpz.errors import DistError, plural
 
 __all__ = ["RankInfo", "device_env", "rank_info", "torchrun_env"]
 
@@ -127,7 +127,7 @@ def _through(item: str, seen: list[str], var: str) -> str:
     head, dot, tail = item.partition(".")
     if not head.isdigit() or int(head) >= len(seen):
         raise DistError(
-            f"{var} lists {len(seen)} device(s), fewer than the device mask needs",
+            f"{var} lists {plural(len(seen), 'device')}, fewer than the device mask needs",
             f"{var}={','.join(seen)} mask entry {item}",
             f"give the job every device of the node, or unset {var}",
         )
