@@ -6,7 +6,7 @@ The script is rendered from three things:
   (:class:`~ezpz.model.batch.SubmitRequest`);
 * the template's ``[submit]`` table: the site's queues and their limits,
   whether an account is required, default filesystems, the environment
-  set-up lines (:class:`~ezpz.model.template.SubmitSettings`);
+  set-up lines (:class:`~ezpz.model.batch.SubmitSettings`);
 * the **launch line**: ``ezpz launch [the same launch options] -- CMD``,
   which runs inside the job and resolves the allocation there.
 
@@ -32,9 +32,15 @@ from collections.abc import Mapping, Sequence
 from ezpz.errors import LaunchError, SchedulerError, SpecError, closest, plural
 from ezpz.launch.execute import run_command
 from ezpz.launch.resolve import choose
-from ezpz.model.batch import BatchScript, SubmitRequest
+from ezpz.model.batch import (
+    BatchScript,
+    SubmitRequest,
+    SubmitSettings,
+    format_walltime,
+    parse_walltime,
+    submit_settings,
+)
 from ezpz.model.spec import LaunchSpec, Layer
-from ezpz.model.template import SubmitSettings, format_walltime, parse_walltime, submit_settings
 from ezpz.plugins.manager import schedulers
 from ezpz.plugins.registry import pick
 from ezpz.schedulers.base import Scheduler

@@ -25,8 +25,7 @@ from ezpz.cli import main
 from ezpz.errors import SchedulerError, SpecError, TemplateError
 from ezpz.launch.machine import Machine
 from ezpz.launch.templates import find_template, template_files
-from ezpz.model.batch import SubmitRequest
-from ezpz.model.template import SubmitSettings, format_walltime, parse_walltime, submit_settings
+from ezpz.model.batch import SubmitRequest, SubmitSettings, format_walltime, parse_walltime, submit_settings
 from ezpz.plugins.manager import schedulers
 from ezpz.plugins.registry import pick
 from ezpz.submit import check_request, render_script

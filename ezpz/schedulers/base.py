@@ -23,17 +23,19 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ezpz.errors import SchedulerError, SpecError
 from ezpz.model.allocation import Allocation
-from ezpz.model.batch import BatchHeader, SubmitRequest
 from ezpz.model.plan import Plan
 from ezpz.model.spec import LaunchSpec
-from ezpz.model.template import SubmitSettings
 from ezpz.schedulers.counting import cpu_bind_note, cut_cpu_bind, layout
 from ezpz.schedulers.devices import device_plan_env
 from ezpz.schedulers.dialects import Parts, dialect
+
+if TYPE_CHECKING:
+    # Typing only: the batch-script values load only for ezpz submit.
+    from ezpz.model.batch import BatchHeader, SubmitRequest, SubmitSettings
 
 __all__ = ["Scheduler"]
 

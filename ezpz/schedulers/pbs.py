@@ -8,12 +8,14 @@ ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ezpz.errors import SchedulerError
 from ezpz.model.allocation import Allocation
-from ezpz.model.batch import BatchHeader, SubmitRequest
-from ezpz.model.template import SubmitSettings, format_walltime
 from ezpz.schedulers.base import Scheduler
+
+if TYPE_CHECKING:
+    from ezpz.model.batch import BatchHeader, SubmitRequest, SubmitSettings
 from ezpz.schedulers.hosts import read_hostfile
 
 
@@ -56,6 +58,9 @@ class PBS(Scheduler):
         PBS starts the job in $HOME with a bare environment: a login shell gives
         it the module command, and the script moves to the submission directory.
         """
+        # The batch-script values load only for ezpz submit, not on the launch path.
+        from ezpz.model.batch import BatchHeader, format_walltime
+
         select = f"select={request.nodes}" + (f":system={settings.system}" if settings.system else "")
         lines = [f"#PBS -N {request.job_name}"]
         if request.account:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ezpz.errors import SchedulerError, plural
 from ezpz.model.allocation import Allocation
-from ezpz.model.batch import BatchHeader, SubmitRequest
-from ezpz.model.template import SubmitSettings, format_walltime
 from ezpz.schedulers.base import Scheduler
+
+if TYPE_CHECKING:
+    from ezpz.model.batch import BatchHeader, SubmitRequest, SubmitSettings
 from ezpz.schedulers.hosts import expand_nodelist
 
 _TASKS = re.compile(r"^(\d+)(?:\(x(\d+)\))?$")
@@ -87,6 +89,9 @@ class Slurm(Scheduler):
         sbatch passes the submitting shell's environment and directory on; a
         login shell would reset PATH (a user's activated venv) from /etc/profile.
         """
+        # The batch-script values load only for ezpz submit, not on the launch path.
+        from ezpz.model.batch import BatchHeader, format_walltime
+
         lines = [f"#SBATCH --job-name={request.job_name}"]
         if request.account:
             lines.append(f"#SBATCH --account={request.account}")
