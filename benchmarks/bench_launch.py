@@ -484,14 +484,58 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _dry_run_modules(env: Mapping[str, str]) -> dict[str, int]:
+    """Modules in ``sys.modules`` after an in-process dry run: all, and ezpz's own."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from ezpz.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['launch', '--dry-run', '--', 'python', 'x.py'])\n"
+        "print(len(sys.modules), sum(m.split('.')[0] == 'ezpz' for m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=dict(env), capture_output=True, text=True, check=True)
+    total, ours = done.stdout.split()
+    return {"modules": int(total), "ezpz_modules": int(ours), "other_modules": int(total) - int(ours)}
+
+
+def bench_against(runs: int, env: Mapping[str, str], tree: Path) -> dict[str, Any]:
+    """The dry run of this checkout against the one at ``tree`` (``PYTHONPATH``), interleaved.
+
+    For a change that must not slow the launch path (a refactor): both sides
+    run in the same session under the same load, and each side's modules are
+    counted after an in-process dry run.
+    """
+    dry = [sys.executable, "-m", "ezpz", "launch", "--dry-run", "--", "python", "x.py"]
+    here = str(Path(__file__).resolve().parents[1])
+    sides = {"baseline": {**env, "PYTHONPATH": str(tree)}, "this": {**env, "PYTHONPATH": here}}
+    samples = interleave(runs, (dry, sides["baseline"]), (dry, sides["this"]))
+    out: dict[str, Any] = {"baseline_tree": str(tree)}
+    for (name, side_env), got in zip(sides.items(), samples, strict=True):
+        out[name] = {**medians(got), **_dry_run_modules(side_env), "heavy": heavy_imports_api(side_env)["heavy"]}
+    out["wall_ratio"] = out["this"]["wall_s"] / out["baseline"]["wall_s"]
+    out["cpu_ratio"] = out["this"]["cpu_s"] / out["baseline"]["cpu_s"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every benchmark, print the table, write the JSON; 1 if a run or import check failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9, help="measured runs per side of the fast benchmarks")
     parser.add_argument("--torch-runs", type=int, default=4, help="measured runs per side of the torch launch")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON results")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="TREE",
+        help="only the dry run, of this checkout against the source tree TREE (e.g. a git worktree of main)",
+    )
     args = parser.parse_args(argv)
     env = base_env()
+    if args.against is not None:
+        ab = bench_against(args.runs, env, args.against)
+        ab["machine"] = {**machine(), "loadavg_end": os.getloadavg()}
+        sys.stdout.write(json.dumps(ab, indent=2) + "\n")
+        return 1 if ab["this"]["heavy"] else 0
     results: dict[str, Any] = {"machine": machine(), "reference": REFERENCE}
     started = time.perf_counter()
     try:
