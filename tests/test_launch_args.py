@@ -186,3 +186,16 @@ def test_submit_checks_typos_and_hands_lookalikes_on_in_the_script(
     assert main([*base, "--dry-run", f"{PASS_OPTION}=--dryrun", "--", "python", "x.py"]) == 0
     launch_line = capsys.readouterr().out.rstrip().splitlines()[-1]
     assert f"{PASS_OPTION}=--dryrun -- python x.py" in launch_line
+
+
+@settings(max_examples=300, deadline=None)
+@given(args=st.lists(st.one_of(st.text(max_size=12), st.sampled_from([*OURS, "--", "-", "--=", "=", "--dryrun"]))))
+def test_split_of_hostile_words_is_a_split_or_one_spec_error(args: list[str]) -> None:
+    try:
+        split = split_args(args, OURS)
+    except SpecError as exc:
+        assert "\n" not in exc.line()
+        return
+    if "--" in args:  # after the first "--" everything is the command, untouched
+        assert split.command == args[args.index("--") + 1 :]
+    assert len(split.ours) + len(split.launcher_flags) + len(split.command) <= len(args)
