@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ezpz.envs.yeet import active_env, env_at, tar_env
+from ezpz.envs.discover import active_env, env_at
+from ezpz.envs.pack import tar_env
 from ezpz.errors import EnvToolError
 
 
@@ -104,7 +105,7 @@ def _drop_file_read_override() -> None:
 
 def _pack_script(src: Path, out: Path, level: int = 1) -> list[str]:
     code = (
-        "import sys\nfrom ezpz.envs.yeet import tar_env\nfrom ezpz.errors import EzpzError\n"
+        "import sys\nfrom ezpz.envs.pack import tar_env\nfrom ezpz.errors import EzpzError\n"
         f"try:\n    tar_env({str(src)!r}, {str(out)!r}, overwrite=True, level={level})\n"
         "except EzpzError as exc:\n    print(exc.line(), file=sys.stderr)\n    sys.exit(3)\n"
     )

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ezpz.envs.yeet import activate_line, env_at, fix_prefix, yeet_env
+from ezpz.envs.discover import activate_line, env_at
+from ezpz.envs.yeet import fix_prefix, yeet_env
 from ezpz.errors import EnvToolError, EzpzError
 
 

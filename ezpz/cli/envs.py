@@ -20,7 +20,8 @@ def tar_env_command(
     import signal
     import sys
 
-    from ezpz.envs.yeet import active_env, byte_progress, env_at, tar_env
+    from ezpz.envs.discover import active_env, env_at
+    from ezpz.envs.pack import byte_progress, tar_env
 
     # SIGTERM unwinds like Ctrl-C, so tar_env removes its temporary file.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
@@ -47,7 +48,8 @@ def yeet_env_command(
     """Copy the active environment (or --src) to node-local storage on every node."""
     import shlex
 
-    from ezpz.envs.yeet import activate_line, active_env, env_at, yeet_env
+    from ezpz.envs.discover import activate_line, active_env, env_at
+    from ezpz.envs.yeet import yeet_env
     from ezpz.launch.layers import build_layers
 
     env = env_at(src) if src is not None else active_env()

@@ -1,38 +1,32 @@
-"""Environment tools: find the active Python environment, pack it, ship it.
+"""``ezpz yeet-env``: broadcast an environment to node-local storage on every node of the job.
 
-* :func:`active_env` infers the environment this process runs in (venv, uv
-  venv or conda prefix) from the environment variables and ``sys.prefix``.
-* :func:`tar_env` packs an environment into ``<name>.tar.gz`` in-process
-  (stdlib :mod:`tarfile`, no shell), writing to a temporary name and renaming,
-  so a failed or interrupted run leaves neither a partial tarball nor a temp
-  file behind.
-
-Everything here is standard library plus ``rich`` (only for the progress bar);
-nothing imports torch, mpi4py or wandb.
+:func:`yeet_env` starts one worker per node (``python -m ezpz.envs``, through
+:mod:`ezpz.launch.execute`); :func:`yeet_worker` is that worker: rank 0 streams
+the tarred environment over MPI (mpi4py, the ``mpi`` extra), every node
+unpacks it into a staging directory, fixes the prefix and renames it into place.
+The worker imports nothing of the launch side and no pydantic.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import errno
 import json
 import os
-import shlex
 import shutil
 import signal
 import socket
 import sys
 import tarfile
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from ezpz.envs.discover import PythonEnv, env_at
+from ezpz.envs.pack import TAR_FORMAT, byte_progress, is_inside, tar_env, walk_tree
 from ezpz.errors import EnvToolError, plural
 from ezpz.extras import require
 from ezpz.log import get_logger
@@ -41,300 +35,9 @@ if TYPE_CHECKING:
     # Typing only: the per-node worker must not load pydantic.
     from ezpz.model.spec import Layer
 
-__all__ = [
-    "NodeResult",
-    "Progress",
-    "PythonEnv",
-    "Tarball",
-    "activate_line",
-    "active_env",
-    "byte_progress",
-    "default_dst",
-    "env_at",
-    "expand_dst",
-    "fix_prefix",
-    "tar_env",
-    "yeet_env",
-    "yeet_worker",
-]
+__all__ = ["CHUNK", "NodeResult", "default_dst", "expand_dst", "fix_prefix", "yeet_env", "yeet_worker"]
 
 log = get_logger("ezpz.envs")
-
-#: ``progress(done_bytes, total_bytes)``: called as work advances.
-Progress = Callable[[int, int], None]
-
-EnvKind = Literal["venv", "uv", "conda"]
-
-#: GNU tar format: long names without a PAX header per member (faster to
-#: write and read than PAX, which tarfile emits for every entry).
-_FORMAT = tarfile.GNU_FORMAT
-
-#: Directory names so generic that the parent's name is prefixed to them.
-_GENERIC_NAMES = {"venv", ".venv", "env", ".env", "virtualenv"}
-
-
-@dataclass(frozen=True)
-class PythonEnv:
-    """A Python environment on disk.
-
-    Attributes:
-        path: the environment's prefix (the directory holding ``bin/``).
-        kind: ``"venv"``, ``"uv"`` (a venv created by uv) or ``"conda"``.
-        name: a short, file-name-safe name: the directory name, prefixed with
-            its parent's name when the directory is called ``.venv``/``venv``.
-
-    """
-
-    path: Path
-    kind: EnvKind
-    name: str
-
-
-def _env_name(path: Path) -> str:
-    if path.name in _GENERIC_NAMES and path.parent.name:
-        return f"{path.parent.name}-{path.name.lstrip('.')}"
-    return path.name.lstrip(".") or "env"
-
-
-def env_at(path: Path) -> PythonEnv:
-    """Describe the environment rooted at ``path`` (kind inferred from its files).
-
-    Raises:
-        EnvToolError: ``path`` is not a directory.
-
-    """
-    path = Path(path).expanduser().absolute()
-    if not path.is_dir():
-        raise EnvToolError(
-            "environment source is not a directory",
-            str(path),
-            "pass --src with the prefix of a venv or conda environment",
-        )
-    kind: EnvKind = "venv"
-    cfg = path / "pyvenv.cfg"
-    if (path / "conda-meta").is_dir():
-        kind = "conda"
-    elif cfg.is_file() and any(
-        line.split("=")[0].strip() == "uv" for line in cfg.read_text(errors="replace").splitlines()
-    ):
-        kind = "uv"
-    return PythonEnv(path=path, kind=kind, name=_env_name(path))
-
-
-def active_env(environ: Mapping[str, str] | None = None, prefix: str | None = None) -> PythonEnv:
-    """Return the Python environment this process runs in.
-
-    ``VIRTUAL_ENV`` (set by ``activate`` and by ``uv run``) wins, then
-    ``CONDA_PREFIX``, then ``sys.prefix`` when it differs from
-    ``sys.base_prefix`` (a venv's python run without activating it).
-
-    Args:
-        environ: environment variables (default ``os.environ``).
-        prefix: the interpreter prefix (default ``sys.prefix``); used only when
-            no variable names an environment.
-
-    Raises:
-        EnvToolError: no environment is active.
-
-    """
-    env = os.environ if environ is None else environ
-    for var in ("VIRTUAL_ENV", "CONDA_PREFIX"):
-        value = env.get(var, "").strip()
-        if value:
-            return env_at(Path(value))
-    prefix = sys.prefix if prefix is None else prefix
-    if prefix != sys.base_prefix:
-        return env_at(Path(prefix))
-    raise EnvToolError(
-        "no active Python environment",
-        "VIRTUAL_ENV and CONDA_PREFIX unset",
-        "activate a venv or conda environment, or pass --src",
-    )
-
-
-@dataclass(frozen=True)
-class Tarball:
-    """The result of :func:`tar_env`.
-
-    Attributes:
-        path: the tarball.
-        reused: ``True`` when an existing tarball was kept (no ``overwrite``).
-        files: number of archive members written (0 when reused).
-        size: size of the tarball in bytes.
-
-    """
-
-    path: Path
-    reused: bool
-    files: int
-    size: int
-
-
-def _walk(src: Path) -> tuple[list[Path], int]:
-    """List every entry under ``src`` (parents before children) and the file bytes.
-
-    Symlinks to directories are listed but not followed.
-    """
-    entries: list[Path] = [src]
-    total = 0
-    for root, dirs, files in os.walk(src):
-        dirs.sort()
-        base = Path(root)
-        for name in dirs + sorted(files):
-            entry = base / name
-            entries.append(entry)
-            if entry.is_file() and not entry.is_symlink():
-                total += entry.lstat().st_size
-    return entries, total
-
-
-def _inside(path: Path, parent: Path) -> bool:
-    return path == parent or parent in path.parents
-
-
-def _check_out(src: Path, out: Path) -> None:
-    if _inside(out, src):
-        raise EnvToolError(
-            "the tarball would be written inside the environment it packs",
-            str(out),
-            f"pass --out outside {src}",
-        )
-    if not out.parent.is_dir():
-        raise EnvToolError(
-            "the tarball's directory does not exist",
-            str(out.parent),
-            "create it or pass another --out",
-        )
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise EnvToolError(
-            "the tarball's directory is not writable",
-            str(out.parent),
-            "pass --out in a writable directory",
-        )
-
-
-def tar_env(
-    src: Path,
-    out: Path | None = None,
-    *,
-    overwrite: bool = False,
-    progress: Progress | None = None,
-    level: int = 1,
-) -> Tarball:
-    """Pack the environment at ``src`` into a gzip tarball.
-
-    Members are stored under ``<src.name>/``; symlinks stay symlinks.  The
-    archive is written to a hidden temporary file next to ``out`` and renamed
-    into place only when complete; on any failure, ``KeyboardInterrupt``
-    included, the temporary file is removed and ``out`` is left as it was.
-
-    Args:
-        src: the environment prefix to pack.
-        out: the tarball (default ``<src.parent>/<name>.tar.gz``).
-        overwrite: repack even when ``out`` exists (otherwise it is reused).
-        progress: called with ``(done_bytes, total_bytes)`` as files are added.
-        level: gzip compression level, 1 (fast, the default: environments are
-            mostly compiled code that compresses little more at 9) to 9 (small).
-
-    Raises:
-        EnvToolError: ``src`` is not a directory, ``out`` is inside ``src`` or
-            not writable, a file of ``src`` cannot be read, or writing fails
-            (for example, no space left).
-
-    """
-    env = env_at(src)
-    out = Path(out).expanduser().absolute() if out else env.path.parent / f"{env.name}.tar.gz"
-    if out.exists() and not overwrite:
-        log.info("reusing %s (pass --overwrite to repack)", out)
-        return Tarball(path=out, reused=True, files=0, size=out.stat().st_size)
-    _check_out(env.path, out)
-    entries, total = _walk(env.path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    tmp = Path(tmp_name)
-    done = 0
-    try:
-        with (
-            os.fdopen(fd, "wb") as raw,
-            tarfile.open(fileobj=raw, mode="w:gz", compresslevel=level, format=_FORMAT) as tar,
-        ):
-            for entry in entries:
-                arcname = str(Path(env.path.name) / entry.relative_to(env.path))
-                try:
-                    tar.add(entry, arcname=arcname, recursive=False)
-                except OSError as exc:
-                    if exc.filename is not None and _inside(Path(exc.filename), env.path):
-                        raise EnvToolError(
-                            f"cannot read a file of the environment: {exc.strerror}",
-                            str(exc.filename),
-                            "fix its permissions or pass another --src",
-                        ) from exc
-                    raise
-                if progress is not None and entry.is_file() and not entry.is_symlink():
-                    done += entry.stat().st_size
-                    progress(done, total)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        hint = (
-            "free space there or pass --out elsewhere"
-            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-            else "pass --out elsewhere"
-        )
-        raise EnvToolError(f"cannot write the tarball: {exc.strerror or exc}", str(out), hint) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    log.info("packed %s (%d entries) into %s", env.path, len(entries), out)
-    return Tarball(path=out, reused=False, files=len(entries), size=out.stat().st_size)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def byte_progress(label: str, enabled: bool | None = None) -> Iterator[Progress | None]:
-    """Yield a ``progress(done, total)`` callback drawing a rich bar on stderr.
-
-    Args:
-        label: the bar's description.
-        enabled: draw the bar; default: only when stderr is a terminal.
-
-    Yields:
-        the callback, or ``None`` when the bar is disabled.
-
-    """
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        yield None
-        return
-    # rich loads only when a progress bar is shown.
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
-    from rich.progress import Progress as RichProgress
-
-    with RichProgress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-# ------------------------------------------------------------------ yeet-env
 
 #: Bytes per broadcast message.
 CHUNK = 8 << 20
@@ -378,9 +81,9 @@ def _node_name(environ: Mapping[str, str]) -> str:
 
 
 def _check_dst(src: Path, dst: Path) -> None:
-    if _inside(dst, src):
+    if is_inside(dst, src):
         raise EnvToolError("the destination is inside the source environment", str(dst), f"pick a --dst outside {src}")
-    if _inside(src, dst):
+    if is_inside(src, dst):
         raise EnvToolError(
             "the source environment is inside the destination", str(src), f"pick a --dst that does not contain {src}"
         )
@@ -540,8 +243,8 @@ def _produce(src: Path, compress: bool, write: int) -> None:
             with open(tar_env(src).path, "rb") as tarball:
                 shutil.copyfileobj(tarball, sink, CHUNK)
             return
-        with tarfile.open(fileobj=sink, mode="w|", format=_FORMAT) as tar:
-            for entry in _walk(src)[0]:
+        with tarfile.open(fileobj=sink, mode="w|", format=TAR_FORMAT) as tar:
+            for entry in walk_tree(src)[0]:
                 tar.add(entry, arcname=str(Path(src.name) / entry.relative_to(src)), recursive=False)
 
 
@@ -630,7 +333,7 @@ def yeet_worker(src: Path, dst: str, compress: bool, min_nodes: int, report: Pat
     header: tuple[str, int] | None = None
     if rank == 0:
         env = env_at(src)
-        header = (str(env.path), tar_env(env.path).size if compress else _walk(env.path)[1])
+        header = (str(env.path), tar_env(env.path).size if compress else walk_tree(env.path)[1])
     source_path, total = comm.bcast(header, root=0)
     host = _node_name(os.environ)
     target = expand_dst(dst, rank, host)
@@ -729,21 +432,3 @@ def yeet_env(
         )
     log.info("yeet-env: %s -> %s on %s", env.path, target, plural(plan.nhosts, "node"))
     return execute(plan, environ), target
-
-
-def activate_line(env: PythonEnv, dst: Path) -> str:
-    """Return the shell line that activates the copy at ``dst``."""
-    if env.kind == "conda":
-        return f"conda activate {shlex.quote(str(dst))}"
-    return f"source {shlex.quote(str(dst / 'bin' / 'activate'))}"
-
-
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ezpz.envs", description="yeet-env worker (one rank per node)")
-    parser.add_argument("--src", type=Path, required=True)
-    parser.add_argument("--dst", required=True)
-    parser.add_argument("--compress", action="store_true")
-    parser.add_argument("--min-nodes", type=int, default=0)
-    parser.add_argument("--report", type=Path)
-    args = parser.parse_args(argv)
-    return yeet_worker(args.src, args.dst, args.compress, args.min_nodes, args.report)
