@@ -87,16 +87,16 @@ def rank_info(environ: Mapping[str, str] | None = None) -> RankInfo:
     size = _first_int(env, SIZE_VARS)
     local_rank = _first_int(env, LOCAL_RANK_VARS)
     local_size = _first_int(env, LOCAL_SIZE_VARS)
+    if size and size[1] < 1:
+        raise DistError("world size must be at least 1", size[1], f"read from {size[0]}")
     world = size[1] if size else 1
     info = RankInfo(
         rank=rank[1] if rank else 0,
         world_size=world,
-        local_rank=local_rank[1] if local_rank else (rank[1] if rank and world == 1 else 0),
-        local_world_size=min(local_size[1], world) if local_size else (1 if not size else world),
+        local_rank=local_rank[1] if local_rank else 0,
+        local_world_size=min(local_size[1], world) if local_size else world,
         source=rank[0] if rank else "default",
     )
-    if info.world_size < 1:
-        raise DistError("world size must be at least 1", info.world_size, f"read from {size[0] if size else '?'}")
     if not 0 <= info.rank < info.world_size:
         raise DistError(
             "rank is outside the world",
