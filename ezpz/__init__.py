@@ -34,6 +34,9 @@ _LAZY: dict[str, str] = {
     "wrap_model": "ezpz.runtime.wrap",
     "wrap_ddp": "ezpz.runtime.wrap",
     "wrap_fsdp": "ezpz.runtime.wrap",
+    "wrap_hsdp": "ezpz.runtime.wrap",
+    # checkpoints: the module itself (ezpz.checkpoint.save, .load_latest, ...)
+    "checkpoint": "ezpz.runtime.checkpoint",
     # metrics
     "History": "ezpz.runtime.history",
     "Progress": "ezpz.runtime.progress",
@@ -48,6 +51,7 @@ __all__ = [
     "Progress",
     "__version__",
     "barrier",
+    "checkpoint",
     "cleanup",
     "get_dist_info",
     "get_local_rank",
@@ -59,6 +63,7 @@ __all__ = [
     "setup_torch",
     "wrap_ddp",
     "wrap_fsdp",
+    "wrap_hsdp",
     "wrap_model",
 ]
 
@@ -68,6 +73,7 @@ if TYPE_CHECKING:
     from ezpz.model.allocation import Allocation
     from ezpz.model.plan import Plan
     from ezpz.model.spec import LaunchSpec
+    from ezpz.runtime import checkpoint
     from ezpz.runtime.dist import (
         barrier,
         cleanup,
@@ -81,7 +87,7 @@ if TYPE_CHECKING:
     )
     from ezpz.runtime.history import History
     from ezpz.runtime.progress import Progress
-    from ezpz.runtime.wrap import wrap_ddp, wrap_fsdp, wrap_model
+    from ezpz.runtime.wrap import wrap_ddp, wrap_fsdp, wrap_hsdp, wrap_model
 
 
 __getattr__, __dir__ = lazy_module(__name__, _LAZY, globals())

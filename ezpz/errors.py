@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "CheckpointError",
     "DataError",
     "DistError",
     "EnvToolError",
@@ -91,6 +92,10 @@ class DistError(EzpzError):
 
 class HistoryError(EzpzError):
     """Metrics given to :class:`ezpz.History` are invalid or cannot be written."""
+
+
+class CheckpointError(EzpzError):
+    """A checkpoint cannot be written, or does not fit the model it is loaded into."""
 
 
 class DataError(EzpzError):

@@ -36,14 +36,16 @@ def lazy_module(
 
     ``names`` maps each public name to the module defining it; the first use
     imports that module and caches the value in ``namespace`` (the package's
-    ``globals()``).
+    ``globals()``).  A name that is the last part of its module's path
+    (``"checkpoint": "ezpz.runtime.checkpoint"``) is that module itself.
     """
 
     def __getattr__(name: str) -> Any:
         module = names.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
+        imported = importlib.import_module(module)
+        value = imported if module.rsplit(".", 1)[-1] == name else getattr(imported, name)
         namespace[name] = value
         return value
 

@@ -9,6 +9,11 @@
 * FSDP is FSDP2 (:func:`torch.distributed.fsdp.fully_shard`), applied to every
   block and then to the root, with a :class:`MixedPrecisionPolicy` computing
   in ``dtype`` and reducing gradients in float32.
+* HSDP (``strategy="hsdp"``, :func:`wrap_hsdp`) is FSDP2 on a 2-D mesh:
+  parameters are sharded within a group of ``shard_size`` ranks (default:
+  the ranks of one node) and replicated across the groups (nodes), so the
+  all-gathers stay on the node's fast links and only the gradient
+  all-reduce crosses nodes.
 * With one rank the model comes back unchanged (one info line).
 
 Every wrapper checks what it is given first: a module that is already
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from ezpz.errors import DistError, closest, plural
 from ezpz.extras import require
 from ezpz.log import get_logger
+from ezpz.ranks import rank_info
 from ezpz.runtime import dist as ezdist
 from ezpz.runtime.profiling import attach_step_profiler
 
@@ -33,12 +39,14 @@ if TYPE_CHECKING:
     from torch import nn
     from torch.distributed.device_mesh import DeviceMesh
 
-__all__ = ["STRATEGIES", "choose_strategy", "find_blocks", "wrap_ddp", "wrap_fsdp", "wrap_model"]
+__all__ = ["STRATEGIES", "choose_strategy", "find_blocks", "hsdp_mesh", "wrap_ddp", "wrap_fsdp", "wrap_hsdp", "wrap_model"]
 
 log = get_logger("ezpz.wrap")
 
-Strategy = Literal["auto", "ddp", "fsdp"]
-STRATEGIES = ("auto", "ddp", "fsdp")
+Strategy = Literal["auto", "ddp", "fsdp", "hsdp"]
+STRATEGIES = ("auto", "ddp", "fsdp", "hsdp")
+#: Names of the two HSDP mesh dimensions, outer first.
+HSDP_DIMS = ("replicate", "shard")
 #: Fraction of one rank's device memory the DDP training state may use.
 DDP_MEMORY_FRACTION = 0.5
 #: Bytes of training state per parameter byte: weights, grads, two Adam moments.
@@ -254,12 +262,101 @@ def wrap_fsdp(
     return model
 
 
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+
+
+def hsdp_mesh(shard_size: int | None = None, device_type: str | None = None) -> DeviceMesh:
+    """Return the 2-D ``(replicate, shard)`` mesh HSDP runs on.
+
+    ``shard_size`` ranks share one copy of the parameters (default: the
+    ranks per node, ``LOCAL_WORLD_SIZE``); ``world_size // shard_size``
+    such groups replicate it.  Consecutive ranks form a shard group, which
+    matches launchers that place ranks node by node.
+
+    Raises:
+        DistError: ``shard_size`` is not a positive integer that divides the
+            world size (the message lists the valid ones).
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+
+    world = _world()
+    given = shard_size
+    if shard_size is None:
+        shard_size = ezdist._STATE.local_world_size if ezdist._STATE.ready else rank_info().local_world_size
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise DistError("shard_size must be a positive integer", repr(shard_size), f"valid: {_divisors(world)}")
+    if world % shard_size:
+        origin = "shard_size" if given is not None else "ranks per node (default shard_size)"
+        raise DistError(
+            f"world size is not a multiple of the {origin}",
+            f"world_size={world}, shard_size={shard_size}",
+            f"pass shard_size= one of {_divisors(world)}, or launch the same number of ranks on every node",
+        )
+    device = device_type or str(ezdist.get_torch_device())
+    return init_device_mesh(device, (world // shard_size, shard_size), mesh_dim_names=HSDP_DIMS)
+
+
+def wrap_hsdp(
+    model: nn.Module,
+    dtype: str | torch.dtype | None = None,
+    shard_size: int | None = None,
+    reshard_after_forward: bool = True,
+    device_mesh: DeviceMesh | None = None,
+    sync_module_states: bool = True,
+) -> nn.Module:
+    """Hybrid-shard ``model``: FSDP2 within each group of ``shard_size`` ranks, replicated across groups.
+
+    Args:
+        model: the bare model, on this rank's device (or the meta device).
+        dtype: compute dtype, as for :func:`wrap_fsdp`.
+        shard_size: ranks per shard group (default: ranks per node); see
+            :func:`hsdp_mesh`.
+        reshard_after_forward: free gathered parameters after forward.
+        device_mesh: a ready 2-D ``(replicate, shard)`` mesh instead of
+            ``shard_size``.
+        sync_module_states: broadcast rank 0's weights first.
+
+    Returns the same module object, now an ``FSDPModule``; one rank: unchanged.
+
+    Raises:
+        DistError: what :func:`wrap_fsdp` refuses, a ``shard_size`` that does
+            not divide the world, or a ``device_mesh`` that is not 2-D.
+    """
+    device_type = str(ezdist.get_torch_device())
+    _check_model(model, device_type, allow_meta=True)
+    resolve_dtype(dtype, device_type)
+    if device_mesh is not None:
+        if device_mesh.ndim != 2:
+            raise DistError(
+                "HSDP needs a 2-D device mesh (replicate, shard)",
+                f"{device_mesh.ndim}-D mesh of shape {tuple(device_mesh.shape)}",
+                "build one with ezpz.wrap.hsdp_mesh(shard_size) or pass shard_size instead",
+            )
+        if shard_size is not None:
+            raise DistError("give shard_size or device_mesh, not both", f"shard_size={shard_size}", "drop one")
+    if _world() == 1:
+        log.info("wrap_hsdp: world size 1, model returned unchanged")
+        return model
+    mesh = device_mesh if device_mesh is not None else hsdp_mesh(shard_size, device_type)
+    replicas, shards = mesh.shape
+    log.info("wrap_hsdp: %d replica group(s) x %d-way sharding", replicas, shards)
+    return wrap_fsdp(
+        model,
+        dtype=dtype,
+        reshard_after_forward=reshard_after_forward,
+        device_mesh=mesh,
+        sync_module_states=sync_module_states,
+    )
+
+
 def wrap_model(
     model: nn.Module,
     strategy: Strategy | str = "auto",
     dtype: str | torch.dtype | None = None,
     reshard_after_forward: bool = True,
     device_mesh: DeviceMesh | None = None,
+    shard_size: int | None = None,
     profile: str | None = None,
     profile_dir: str | os.PathLike[str] = "ezpz-profiles",
 ) -> nn.Module:
@@ -267,10 +364,12 @@ def wrap_model(
 
     Args:
         model: the bare model on this rank's device.
-        strategy: ``"auto"`` (log and pick), ``"ddp"`` or ``"fsdp"``.
+        strategy: ``"auto"`` (log and pick), ``"ddp"``, ``"fsdp"`` or
+            ``"hsdp"`` (:func:`wrap_hsdp`).
         dtype: compute dtype (FSDP mixed precision; DDP casts parameters).
-        reshard_after_forward: FSDP only; see :func:`wrap_fsdp`.
-        device_mesh: FSDP only; the mesh to shard over.
+        reshard_after_forward: FSDP/HSDP only; see :func:`wrap_fsdp`.
+        device_mesh: FSDP/HSDP only; the mesh to shard over (2-D for HSDP).
+        shard_size: HSDP only; ranks per shard group (default: ranks per node).
         profile: opt-in step profiler, ``"torch"`` or ``"pyinstrument"``
             (see :mod:`ezpz.runtime.profiling`); ``None`` (default) adds nothing.
         profile_dir: where the profiler writes its per-rank output.
@@ -288,8 +387,18 @@ def wrap_model(
         wanted, reason = choose_strategy(param_bytes, _device_memory(device_type, local))
         if _world() > 1:
             log.info("wrap_model: strategy=auto chose %s: %s", wanted, reason)
+    if shard_size is not None and wanted != "hsdp":
+        raise DistError("shard_size is for strategy='hsdp' only", f"strategy={wanted!r}", "drop shard_size or use hsdp")
     if wanted == "ddp":
         wrapped = wrap_ddp(model, dtype=dtype)
+    elif wanted == "hsdp":
+        wrapped = wrap_hsdp(
+            model,
+            dtype=dtype,
+            shard_size=shard_size,
+            reshard_after_forward=reshard_after_forward,
+            device_mesh=device_mesh,
+        )
     else:
         wrapped = wrap_fsdp(model, dtype=dtype, reshard_after_forward=reshard_after_forward, device_mesh=device_mesh)
     if profile is not None:
