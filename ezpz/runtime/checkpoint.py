@@ -228,6 +228,11 @@ def _save_group() -> Any:
 
 
 def _first_line(exc: BaseException) -> str:
+    """``Type: first line`` of ``exc``; for DCP's CheckpointException, of the first failing rank's cause."""
+    failures = getattr(exc, "failures", None)
+    if isinstance(failures, dict) and failures:
+        rank, (cause, _) = min(failures.items(), key=lambda item: item[0])
+        return f"rank {rank}: {_first_line(cause)}"
     text = str(exc).strip()
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return f"{type(exc).__name__}: {line[:300]}" if line else type(exc).__name__
@@ -245,7 +250,9 @@ def _check_args(step: object, keep: object, extra: Mapping[str, Any] | None) -> 
     try:
         return json.loads(json.dumps(dict(extra)))
     except (TypeError, ValueError) as exc:
-        raise CheckpointError("extra must be JSON-serialisable", _first_line(exc), "use numbers, strings, lists, dicts") from None
+        raise CheckpointError(
+            "extra must be JSON-serialisable", _first_line(exc), "use numbers, strings, lists, dicts"
+        ) from None
 
 
 def _rng_state() -> bytes:
@@ -276,7 +283,9 @@ def _check_model(model: object, optimizer: object) -> None:
     if not isinstance(model, torch.nn.Module):
         raise CheckpointError("expected a torch.nn.Module", type(model).__name__, "pass the model (wrapped or not)")
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise CheckpointError("expected a torch.optim.Optimizer", type(optimizer).__name__, "pass the optimizer or None")
+        raise CheckpointError(
+            "expected a torch.optim.Optimizer", type(optimizer).__name__, "pass the optimizer or None"
+        )
 
 
 def _state_dict(model: nn.Module, optimizer: Optimizer | None) -> dict[str, Any]:
@@ -302,7 +311,7 @@ def _prepare(root: Path, tmp: Path, info: dict[str, Any]) -> str | None:
 
 
 def _probe(tmp: Path) -> str | None:
-    """Every rank: can this rank create files in ``tmp``?"""
+    """Every rank: the reason this rank cannot create files in ``tmp``, or None."""
     try:
         with tempfile.NamedTemporaryFile(dir=tmp, prefix=".probe-"):
             pass
@@ -408,7 +417,10 @@ def save(
     info_extra = _check_args(step, keep, extra)
     _check_model(model, optimizer)
     torch = _torch()
-    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
+    from torch.distributed.checkpoint.filesystem import FileSystemWriter
+    from torch.distributed.checkpoint.state_dict_saver import async_save as dcp_async_save
+    from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 
     wait()
     started = time.perf_counter()
@@ -427,13 +439,15 @@ def save(
         problems = [(r, p) for r, p in enumerate(_gather(_probe(tmp))) if p is not None]
         problem = f"rank {problems[0][0]}: {problems[0][1]}" if problems else None
     if problem is not None:
-        raise CheckpointError("checkpoint directory is not writable", str(root), f"{problem}; pick a writable directory")
+        raise CheckpointError(
+            "checkpoint directory is not writable", str(root), f"{problem}; pick a writable directory"
+        )
     state = _state_dict(model, optimizer)
     state["rng"] = {f"rank{rank}": _rng_state()}
     group = _save_group()
-    writer = dcp.FileSystemWriter(tmp)
+    writer = FileSystemWriter(tmp)
     if async_save:
-        future: Future[Any] = dcp.async_save(state, storage_writer=writer, process_group=group, no_dist=world == 1)  # type: ignore[assignment]
+        future: Future[Any] = dcp_async_save(state, storage_writer=writer, process_group=group, no_dist=world == 1)  # type: ignore[assignment]
         _STATE.pending = handle
 
         def finished(done: Future[Any]) -> None:
@@ -444,8 +458,8 @@ def save(
         return handle
     error = None
     try:
-        dcp.save(state, storage_writer=writer, process_group=group, no_dist=world == 1)
-    except Exception as exc:
+        dcp_save(state, storage_writer=writer, process_group=group, no_dist=world == 1)
+    except (Exception, CheckpointException) as exc:
         error = _first_line(exc)
     _commit(handle, error, tmp, keep, group, started)
     handle.wait()
@@ -454,7 +468,9 @@ def save(
 
 def _read_info(path: Path) -> dict[str, Any]:
     if not path.is_dir():
-        raise CheckpointError("no such checkpoint", str(path), "give a step-NNNNNNNN directory, or use load_latest(DIR)")
+        raise CheckpointError(
+            "no such checkpoint", str(path), "give a step-NNNNNNNN directory, or use load_latest(DIR)"
+        )
     if not _is_complete(path):
         raise CheckpointError(
             "not a complete checkpoint", str(path), f"it lacks {INFO_FILE} or {_DCP_METADATA}; use load_latest(DIR)"
@@ -500,7 +516,9 @@ def _validate(path: Path, saved: Mapping[str, Any], model_state: Mapping[str, An
         )
     if has_optim and not any(key.startswith("optim.") for key in saved):
         raise CheckpointError(
-            "checkpoint holds no optimizer state", str(path), "it was saved without an optimizer; load with optimizer=None"
+            "checkpoint holds no optimizer state",
+            str(path),
+            "it was saved without an optimizer; load with optimizer=None",
         )
 
 
@@ -532,28 +550,37 @@ def load(
     """
     _check_model(model, optimizer)
     _torch()
-    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.api import CheckpointException
+    from torch.distributed.checkpoint.filesystem import FileSystemReader
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_state_dict
+    from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 
     where = Path(path)
     info = _read_info(where)
     rank, world = _world()
     try:
-        metadata = dcp.FileSystemReader(where).read_metadata()
+        metadata = FileSystemReader(where).read_metadata()
     except Exception as exc:
         raise CheckpointError("unreadable checkpoint metadata", str(where), _first_line(exc)) from None
+    # get_state_dict gives a fresh optimizer zero-filled state to load into; undone on failure.
+    fresh_optimizer = optimizer is not None and not optimizer.state
     state = _state_dict(model, optimizer)
-    _validate(where, metadata.state_dict_metadata, state["model"], optimizer is not None)
     saved_world = int(info.get("world_size", 1))
     rng_key = f"rank{rank}"
     want_rng = restore_rng and saved_world == world and f"rng.{rng_key}" in metadata.state_dict_metadata
-    target = _copy(state)
-    if want_rng:
-        target["rng"] = {rng_key: b""}
     try:
-        dcp.load(target, storage_reader=dcp.FileSystemReader(where), no_dist=world == 1)
-    except Exception as exc:
-        raise CheckpointError("checkpoint could not be loaded", str(where), _first_line(exc)) from None
+        _validate(where, metadata.state_dict_metadata, state["model"], optimizer is not None)
+        target = _copy(state)
+        if want_rng:
+            target["rng"] = {rng_key: b""}
+        try:
+            dcp_load(target, storage_reader=FileSystemReader(where), no_dist=world == 1)
+        except (Exception, CheckpointException) as exc:
+            raise CheckpointError("checkpoint could not be loaded", str(where), _first_line(exc)) from None
+    except CheckpointError:
+        if fresh_optimizer and optimizer is not None:
+            optimizer.state.clear()
+        raise
     if optimizer is None:
         set_model_state_dict(model, target["model"])
     else:

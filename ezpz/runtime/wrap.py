@@ -39,7 +39,16 @@ if TYPE_CHECKING:
     from torch import nn
     from torch.distributed.device_mesh import DeviceMesh
 
-__all__ = ["STRATEGIES", "choose_strategy", "find_blocks", "hsdp_mesh", "wrap_ddp", "wrap_fsdp", "wrap_hsdp", "wrap_model"]
+__all__ = [
+    "STRATEGIES",
+    "choose_strategy",
+    "find_blocks",
+    "hsdp_mesh",
+    "wrap_ddp",
+    "wrap_fsdp",
+    "wrap_hsdp",
+    "wrap_model",
+]
 
 log = get_logger("ezpz.wrap")
 
@@ -254,9 +263,10 @@ def wrap_fsdp(
         fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=policy)
     fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward, mp_policy=policy)
     log.info(
-        "wrap_fsdp: sharded %s + root over %s (dtype=%s)",
+        "wrap_fsdp: sharded %s + root over %s (mesh %s, dtype=%s)",
         plural(len(blocks), "block"),
         plural(mesh.size(), "rank"),
+        "x".join(map(str, mesh.shape)),
         value,
     )
     return model
