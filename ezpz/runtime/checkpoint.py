@@ -139,11 +139,16 @@ class Loaded:
 
 
 class SaveHandle:
-    """One save: its final ``path`` and ``step``; :meth:`wait` until it is complete."""
+    """One save: its final ``path`` and ``step``; :meth:`wait` until it is complete.
+
+    ``seconds`` is the wall time from the :func:`save` call until the
+    checkpoint was complete (``None`` while it is written).
+    """
 
     def __init__(self, path: Path, step: int) -> None:
         self.path = path
         self.step = step
+        self.seconds: float | None = None
         self._event = threading.Event()
         self._error: str | None = None
 
@@ -350,8 +355,9 @@ def _commit(handle: SaveHandle, error: str | None, tmp: Path, keep: int | None, 
         error = _broadcast(error, group)
     except Exception as exc:  # the group broke (a rank died): nothing was committed here
         error = error or _first_line(exc)
+    handle.seconds = time.perf_counter() - started
     if error is None and rank == 0:
-        log.info("checkpoint: saved step %d to %s in %.2f s", handle.step, handle.path, time.perf_counter() - started)
+        log.info("checkpoint: saved step %d to %s in %.2f s", handle.step, handle.path, handle.seconds)
     handle._finish(error)
 
 
