@@ -97,6 +97,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "bench_wrap": ("python", "-m", "ezpz", "launch", "-n", "2", "--", "python", "benchmarks/bench_wrap.py"),
     "bench_train": ("python", "benchmarks/bench_train.py"),
     "bench_yeet": ("python", "benchmarks/bench_yeet.py"),
+    "bench_checkpoint": ("python", "benchmarks/bench_checkpoint.py"),
 }
 
 

@@ -77,6 +77,9 @@ def test_two_rank_round_trip_then_load_at_world_size_one(tmp_path, one_process):
         assert r["fsdp"]["was_pending"]  # the async save returned before its files were written
         assert r["unwritable"].startswith(f"checkpoint directory is not writable (given '{out / 'a-file' / 'ckpt'}')")
         assert r["kept"] == ["step-00000005", "step-00000006"]
+    assert ranks[0]["split_view"].startswith("checkpoint cannot be loaded on every rank")
+    assert "rank 1: no such checkpoint" in ranks[0]["split_view"]
+    assert ranks[1]["split_view"].startswith(f"no such checkpoint (given '{out / 'not-on-this-node'}')")
     shards = sorted(p.name for p in (out / "ddp" / "step-00000002").glob("*.distcp"))
     assert shards == ["__0_0.distcp", "__1_0.distcp"]  # each rank wrote its own file
 

@@ -453,7 +453,10 @@ def save(
     group = _save_group()
     writer = FileSystemWriter(tmp)
     if async_save:
-        future: Future[Any] = dcp_async_save(state, storage_writer=writer, process_group=group, no_dist=world == 1)  # type: ignore[assignment]
+        try:
+            future: Future[Any] = dcp_async_save(state, storage_writer=writer, process_group=group, no_dist=world == 1)  # type: ignore[assignment]
+        except (Exception, CheckpointException) as exc:
+            raise CheckpointError("checkpoint could not be staged", str(handle.path), _first_line(exc)) from None
         _STATE.pending = handle
 
         def finished(done: Future[Any]) -> None:
@@ -487,6 +490,24 @@ def _read_info(path: Path) -> dict[str, Any]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError("unreadable checkpoint info", str(path / INFO_FILE), _first_line(exc)) from None
     return info
+
+
+def _read_metadata(path: Path, reader: Any) -> Any:
+    try:
+        return reader(path).read_metadata()
+    except Exception as exc:
+        raise CheckpointError("unreadable checkpoint metadata", str(path), _first_line(exc)) from None
+
+
+def _agree(mine: CheckpointError | None, path: Path) -> None:
+    """Raise on every rank when any rank found a problem (its own error where it has one)."""
+    lines = _gather(mine.line() if mine is not None else None)
+    if mine is not None:
+        raise mine
+    failed = [(r, line) for r, line in enumerate(lines) if line is not None]
+    if failed:
+        rank, line = failed[0]
+        raise CheckpointError("checkpoint cannot be loaded on every rank", str(path), f"rank {rank}: {line}")
 
 
 def _keys(names: list[str]) -> str:
@@ -562,20 +583,24 @@ def load(
     from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 
     where = Path(path)
-    info = _read_info(where)
     rank, world = _world()
-    try:
-        metadata = FileSystemReader(where).read_metadata()
-    except Exception as exc:
-        raise CheckpointError("unreadable checkpoint metadata", str(where), _first_line(exc)) from None
     # get_state_dict gives a fresh optimizer zero-filled state to load into; undone on failure.
     fresh_optimizer = optimizer is not None and not optimizer.state
-    state = _state_dict(model, optimizer)
-    saved_world = int(info.get("world_size", 1))
-    rng_key = f"rank{rank}"
-    want_rng = restore_rng and saved_world == world and f"rng.{rng_key}" in metadata.state_dict_metadata
     try:
-        _validate(where, metadata.state_dict_metadata, state["model"], optimizer is not None)
+        try:
+            info = _read_info(where)
+            metadata = _read_metadata(where, FileSystemReader)
+            state = _state_dict(model, optimizer)
+            _validate(where, metadata.state_dict_metadata, state["model"], optimizer is not None)
+            mine = None
+        except CheckpointError as exc:
+            mine = exc
+        # Every rank must agree before the collective read: one rank that cannot see the
+        # files (a node-local path) would otherwise leave the others waiting in DCP.
+        _agree(mine, where)
+        saved_world = int(info.get("world_size", 1))
+        rng_key = f"rank{rank}"
+        want_rng = restore_rng and saved_world == world and f"rng.{rng_key}" in metadata.state_dict_metadata
         target = _copy(state)
         if want_rng:
             target["rng"] = {rng_key: b""}
@@ -615,7 +640,15 @@ def load_latest(
     :func:`load` for what is restored and what raises.
     """
     rank, _ = _world()
-    chosen = _broadcast(str(latest(directory) or "") if rank == 0 else None)
+    found: tuple[str, str | None] | None = None
+    if rank == 0:
+        try:
+            found = (str(latest(directory) or ""), None)
+        except CheckpointError as exc:
+            found = ("", exc.line())
+    chosen, problem = _broadcast(found)
+    if problem is not None:
+        raise CheckpointError("cannot look for checkpoints", str(directory), f"rank 0: {problem}")
     if not chosen:
         if rank == 0:
             log.info("checkpoint: no complete checkpoint in %s; starting fresh", directory)

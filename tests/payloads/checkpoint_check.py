@@ -5,7 +5,7 @@ Usage: ``checkpoint_check.py MODE OUTDIR``; every rank writes ``OUTDIR/rank<R>.j
 * ``roundtrip``: DDP (blocking save) and FSDP (async save) each save, train on,
   load, and train again: parameters, optimizer state, RNG and the losses after
   the load must equal those after the save.  Also: an unwritable directory,
-  keep=2 pruning.  Rank 0 writes the reference parameters for loads at world 1.
+  a checkpoint only rank 0 can see, keep=2 pruning.  Rank 0 writes the reference parameters for loads at world 1.
 * ``hsdp``: HSDP on a 2-D mesh against DDP from the same start, then a
   save/load round trip.
 * ``killed``: a complete blocking save at step 1, then an async save at step
@@ -144,6 +144,12 @@ def check_roundtrip(out: Path, rank: int) -> dict:
         result["unwritable"] = None
     except CheckpointError as exc:
         result["unwritable"] = exc.line()
+    seen = out / "ddp" / "step-00000002" if rank == 0 else out / "not-on-this-node"
+    try:  # one rank cannot see the checkpoint: every rank raises, none hangs in the collective read
+        ezpz.checkpoint.load(seen, model)
+        result["split_view"] = None
+    except CheckpointError as exc:
+        result["split_view"] = exc.line()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for step in (4, 5, 6):
         train(model, opt, range(step, step + 1))
