@@ -10,6 +10,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 
 import pytest
 from hypothesis import given
@@ -99,6 +100,22 @@ def test_async_save_writes_the_state_of_the_call_not_of_later_steps(tmp_path):
     checkpoint.load(handle.path, fresh)
     assert same(params(fresh), saved)
     assert not same(params(model), saved)
+
+
+def test_cleanup_waits_for_a_pending_async_save(tmp_path, monkeypatch):
+    from torch.distributed.checkpoint.filesystem import FileSystemWriter
+
+    write_data = FileSystemWriter.write_data
+
+    def slow(self, plan, planner):  # a slow filesystem: the write takes a while
+        time.sleep(1.5)
+        return write_data(self, plan, planner)
+
+    monkeypatch.setattr(FileSystemWriter, "write_data", slow)
+    handle = checkpoint.save(tmp_path, net(), step=1, async_save=True)
+    assert not handle.done()
+    dist.cleanup()
+    assert handle.done() and checkpoint.latest(tmp_path) == tmp_path / "step-00000001"
 
 
 def test_ezpz_checkpoint_is_this_module_and_import_ezpz_stays_light():

@@ -377,8 +377,9 @@ def _fsync_dir(path: Path) -> None:
 def wait() -> Path | None:
     """Block until this process's pending asynchronous save is complete; return its path.
 
-    Call it on every rank before :func:`ezpz.cleanup` (the background write
-    uses the process group).  ``None`` when no save is pending.
+    Call it on every rank before the program exits; :func:`ezpz.cleanup`
+    calls it before destroying the process group the write uses.  ``None``
+    when no save is pending.
 
     Raises:
         CheckpointError: the pending save failed.

@@ -540,10 +540,21 @@ def _restore_env() -> None:
 def cleanup() -> None:
     """Destroy the process group and restore the variables setup_torch exported.
 
+    A pending asynchronous checkpoint save (:func:`ezpz.checkpoint.save`)
+    is waited for first: its background write uses the process group.
+
     Never raises: a failure here is logged and does not change the exit status
     of a run that otherwise succeeded.
     """
     global _STATE
+    import sys
+
+    checkpoints = sys.modules.get("ezpz.runtime.checkpoint")  # loaded only by a script that saves
+    try:
+        if checkpoints is not None:
+            checkpoints.wait()
+    except Exception as exc:
+        log.error("cleanup: the last checkpoint save failed: %s", exc)
     try:
         dist = _dist()
         if dist is not None:
