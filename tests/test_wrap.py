@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from ezpz.errors import DistError  # noqa: E402
+from ezpz.ranks import RankInfo  # noqa: E402
 from ezpz.runtime import dist, wrap  # noqa: E402
 from ezpz.runtime.profiling import attach_step_profiler  # noqa: E402
 
@@ -60,6 +61,49 @@ def test_world_size_one_returns_the_model_unchanged(strategy, caplog):
     dist.setup_torch()
     model = Blocks()
     assert wrap.wrap_model(model, strategy=strategy) is model
+
+
+def test_hsdp_validation_in_one_process(monkeypatch, tmp_path):
+    """What HSDP refuses; the 2 x 2 mesh itself runs on 4 real ranks in test_checkpoint_multirank.py."""
+    dist.setup_torch()
+    model = Blocks()
+    assert wrap.wrap_model(model, strategy="hsdp") is model and wrap.wrap_hsdp(model, shard_size=1) is model
+    for bad in (0, -2, "2", True, 1.5):
+        with pytest.raises(DistError, match=r"shard_size must be a positive integer \(given .*\); valid: 1$"):
+            wrap.wrap_model(Blocks(), strategy="hsdp", shard_size=bad)  # type: ignore[arg-type]
+    with pytest.raises(
+        DistError, match=r"shard_size is for strategy='hsdp' only \(given 'shard_size=2 with strategy=fsdp'\)"
+    ):
+        wrap.wrap_model(Blocks(), strategy="fsdp", shard_size=2)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    try:
+        flat = torch.distributed.device_mesh.init_device_mesh("cpu", (1,))
+        with pytest.raises(
+            DistError, match=r"HSDP needs a 2-D device mesh \(replicate, shard\) \(given '1-D mesh of shape \(1,\)'\)"
+        ):
+            wrap.wrap_hsdp(Blocks(), device_mesh=flat)
+        square = torch.distributed.device_mesh.init_device_mesh("cpu", (1, 1), mesh_dim_names=wrap.HSDP_DIMS)
+        with pytest.raises(DistError, match="give shard_size or device_mesh, not both"):
+            wrap.wrap_hsdp(Blocks(), device_mesh=square, shard_size=1)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_hsdp_mesh_needs_a_divisor_of_the_world(monkeypatch):
+    # Mock: a 6-rank world whose nodes run 4 ranks each (uneven); no mesh is built before the check.
+    monkeypatch.setattr(wrap, "_world", lambda: 6)
+    monkeypatch.setattr(
+        wrap, "rank_info", lambda: RankInfo(rank=0, world_size=6, local_rank=0, local_world_size=4, source="test")
+    )
+    with pytest.raises(DistError) as err:
+        wrap.hsdp_mesh()
+    assert err.value.line() == (
+        "world size is not a multiple of the ranks per node (default shard_size) (given 'world_size=6, shard_size=4'); "
+        "pass shard_size= one of 1, 2, 3, 6, or launch the same number of ranks on every node"
+    )
+    with pytest.raises(DistError, match=r"multiple of the shard_size \(given 'world_size=6, shard_size=5'\)"):
+        wrap.hsdp_mesh(5)
 
 
 def test_unknown_strategy():

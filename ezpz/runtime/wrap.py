@@ -276,6 +276,11 @@ def _divisors(n: int) -> str:
     return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
 
 
+def _check_shard_size(shard_size: object, world: int) -> None:
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise DistError("shard_size must be a positive integer", repr(shard_size), f"valid: {_divisors(world)}")
+
+
 def hsdp_mesh(shard_size: int | None = None, device_type: str | None = None) -> DeviceMesh:
     """Return the 2-D ``(replicate, shard)`` mesh HSDP runs on.
 
@@ -294,8 +299,7 @@ def hsdp_mesh(shard_size: int | None = None, device_type: str | None = None) -> 
     given = shard_size
     if shard_size is None:
         shard_size = ezdist._STATE.local_world_size if ezdist._STATE.ready else rank_info().local_world_size
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
-        raise DistError("shard_size must be a positive integer", repr(shard_size), f"valid: {_divisors(world)}")
+    _check_shard_size(shard_size, world)
     if world % shard_size:
         origin = "shard_size" if given is not None else "ranks per node (default shard_size)"
         raise DistError(
@@ -345,6 +349,8 @@ def wrap_hsdp(
             )
         if shard_size is not None:
             raise DistError("give shard_size or device_mesh, not both", f"shard_size={shard_size}", "drop one")
+    if shard_size is not None:
+        _check_shard_size(shard_size, _world())
     if _world() == 1:
         log.info("wrap_hsdp: world size 1, model returned unchanged")
         return model
@@ -398,7 +404,11 @@ def wrap_model(
         if _world() > 1:
             log.info("wrap_model: strategy=auto chose %s: %s", wanted, reason)
     if shard_size is not None and wanted != "hsdp":
-        raise DistError("shard_size is for strategy='hsdp' only", f"strategy={wanted!r}", "drop shard_size or use hsdp")
+        raise DistError(
+            "shard_size is for strategy='hsdp' only",
+            f"shard_size={shard_size} with strategy={wanted}",
+            "drop shard_size or use strategy='hsdp'",
+        )
     if wanted == "ddp":
         wrapped = wrap_ddp(model, dtype=dtype)
     elif wanted == "hsdp":
