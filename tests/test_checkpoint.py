@@ -20,9 +20,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import ezpz  # noqa: E402
-from ezpz import dist  # noqa: E402
 from ezpz.errors import CheckpointError  # noqa: E402
-from ezpz.runtime import checkpoint  # noqa: E402
+from ezpz.runtime import checkpoint, dist  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

@@ -23,8 +23,7 @@ torch = pytest.importorskip("torch")
 from test_dist_multirank import BIN, PY, REPO, child_env, free_port, results, run  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ezpz import dist  # noqa: E402
-from ezpz.runtime import checkpoint  # noqa: E402
+from ezpz.runtime import checkpoint, dist  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 

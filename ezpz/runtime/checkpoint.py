@@ -294,6 +294,7 @@ def _check_model(model: object, optimizer: object) -> None:
 
 
 def _state_dict(model: nn.Module, optimizer: Optimizer | None) -> dict[str, Any]:
+    # torch loads only when a checkpoint is saved or loaded, never on import
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
 
     if optimizer is None:
@@ -424,6 +425,7 @@ def save(
     info_extra = _check_args(step, keep, extra)
     _check_model(model, optimizer)
     torch = _torch()
+    # torch loads only when a checkpoint is saved or loaded, never on import
     from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.filesystem import FileSystemWriter
     from torch.distributed.checkpoint.state_dict_saver import async_save as dcp_async_save
@@ -518,6 +520,7 @@ def _keys(names: list[str]) -> str:
 
 def _validate(path: Path, saved: Mapping[str, Any], model_state: Mapping[str, Any], has_optim: bool) -> None:
     """Refuse a checkpoint whose model keys or shapes differ from ``model_state``."""
+    # torch loads only when a checkpoint is saved or loaded, never on import
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
     prefix = "model."
@@ -552,6 +555,7 @@ def _validate(path: Path, saved: Mapping[str, Any], model_state: Mapping[str, An
 
 def _copy(state: Any) -> Any:
     torch = _torch()
+    # torch loads only when a checkpoint is saved or loaded, never on import
     from torch.utils._pytree import tree_map_only
 
     return tree_map_only(torch.Tensor, lambda t: t.detach().clone(), state)
@@ -578,6 +582,7 @@ def load(
     """
     _check_model(model, optimizer)
     _torch()
+    # torch loads only when a checkpoint is saved or loaded, never on import
     from torch.distributed.checkpoint.api import CheckpointException
     from torch.distributed.checkpoint.filesystem import FileSystemReader
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_state_dict

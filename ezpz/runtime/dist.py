@@ -547,6 +547,7 @@ def cleanup() -> None:
     of a run that otherwise succeeded.
     """
     global _STATE
+    # sys.modules only: a loaded checkpoint module means a save may be pending
     import sys
 
     checkpoints = sys.modules.get("ezpz.runtime.checkpoint")  # loaded only by a script that saves

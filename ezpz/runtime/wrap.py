@@ -293,6 +293,7 @@ def hsdp_mesh(shard_size: int | None = None, device_type: str | None = None) -> 
         DistError: ``shard_size`` is not a positive integer that divides the
             world size (the message lists the valid ones).
     """
+    # torch loads only when a model is wrapped
     from torch.distributed.device_mesh import init_device_mesh
 
     world = _world()
