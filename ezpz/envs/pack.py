@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import sys
 import tarfile
 import tempfile
@@ -131,10 +132,18 @@ def tar_env(
         return Tarball(path=out, reused=True, files=0, size=out.stat().st_size)
     _check_out(env.path, out)
     entries, total = walk_tree(env.path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    # Ctrl-C / SIGTERM between creating the temporary file and the try below would
+    # leave it behind: hold them until the try that removes it is entered.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
     tmp = Path(tmp_name)
     done = 0
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         with (
             os.fdopen(fd, "wb") as raw,
             tarfile.open(fileobj=raw, mode="w:gz", compresslevel=level, format=TAR_FORMAT) as tar,
