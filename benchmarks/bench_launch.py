@@ -17,6 +17,9 @@ hits both alike, and each reported as a median:
    ``all_reduce`` through ``env://`` rendezvous; target: within ~10%).
 4. The same two launches with ``python -c pass`` as the payload: ezpz's fixed
    cost per launch in milliseconds.
+5. Output path: 2 ranks each printing ``--lines`` lines through ``ezpz launch``
+   (labels, console, per-rank logs) against raw ``mpiexec`` writing straight
+   to a file: lines per second.
 
 The reference tool's 2.6 s and 336 MB per launch are quoted from
 ``notes/sites.md``, not measured here.  Wall times on a shared 2-core machine
@@ -65,7 +68,7 @@ AURORA_HOSTS = 10_624
 PAYLOAD = '''\
 """Benchmark payload: one gloo all_reduce over env:// rendezvous.
 
-Under ``ezpz launch`` the rank comes from RANK/WORLD_SIZE (set by ezpz.rankenv);
+Under ``ezpz launch`` the rank comes from RANK/WORLD_SIZE (set by the rank shim);
 under raw ``mpiexec`` from MPICH's PMI_RANK/PMI_SIZE.
 """
 import os
@@ -331,12 +334,12 @@ def with_port(env: Mapping[str, str]) -> dict[str, str]:
     return {**env, "MASTER_PORT": str(quiet_port())} if "MASTER_ADDR" in env else dict(env)
 
 
-def bench_real(runs: int, env: Mapping[str, str], payload: Sequence[str], label: str) -> dict[str, Any]:
+def bench_real(runs: int, env: Mapping[str, str], payload: Sequence[str], label: str, workdir: Path) -> dict[str, Any]:
     """Benchmarks 3 and 4: ``ezpz launch -n 4`` against raw ``mpiexec -n 4`` with the same payload."""
     mpiexec = shutil.which("mpiexec", path=env["PATH"])
     if mpiexec is None:
         raise RunFailed("mpiexec not found: pip install mpich")
-    ours = [*ezpz_command(), "launch", "-n", "4", "--", *payload]
+    ours = [*ezpz_command(), "launch", "-n", "4", "--run-dir", str(workdir / f"run-{label.split()[0]}"), "--", *payload]
     raw = [mpiexec, "-n", "4", *payload]
     # The same MASTER_ADDR ezpz exports here; MASTER_PORT is set per run by with_port.
     raw_env = {**env, "MASTER_ADDR": "localhost"}
@@ -353,6 +356,41 @@ def bench_real(runs: int, env: Mapping[str, str], payload: Sequence[str], label:
         "wall_ratio": a["wall_s"] / b["wall_s"],
         "extra_ms": (a["wall_s"] - b["wall_s"]) * 1000,
         "extra_cpu_ms": (a["cpu_s"] - b["cpu_s"]) * 1000,
+    }
+
+
+#: Benchmark 5's payload: ``python -c FLOOD N`` prints N lines of 60 bytes.
+FLOOD = "import sys\nn = int(sys.argv[1])\nw = sys.stdout.write\nfor i in range(n):\n    w(f'line {i:>12} ' + 'x' * 42 + '\\n')\n"
+
+
+def bench_output(runs: int, env: Mapping[str, str], lines: int, workdir: Path) -> dict[str, Any]:
+    """Benchmark 5: lines per second through ``ezpz launch`` against raw ``mpiexec`` into a file."""
+    mpiexec = shutil.which("mpiexec", path=env["PATH"])
+    if mpiexec is None:
+        raise RunFailed("mpiexec not found: pip install mpich")
+    payload = [sys.executable, "-c", FLOOD, str(lines)]
+    ours = [*ezpz_command(), "launch", "-n", "2", "--run-dir", str(workdir / "run"), "--", *payload]
+    raw = [mpiexec, "-n", "2", *payload]
+    got: list[list[Sample]] = [[], []]
+    for i in range(runs + 1):
+        for side, argv in enumerate((ours, raw)):
+            out = workdir / f"out-{side}.txt"
+            sample = run_once(argv, env, stdout_to=out)
+            count = out.read_bytes().count(b"\n")
+            if count != 2 * lines:
+                raise RunFailed(f"{' '.join(argv[:3])} wrote {count} lines, expected {2 * lines}")
+            if i:
+                got[side].append(sample)
+    a, b = medians(got[0]), medians(got[1])
+    return {
+        "lines": 2 * lines,
+        "command": " ".join(ours[:6]) + " … -- python flood.py",
+        "baseline": " ".join(raw[:3]) + " python flood.py > file",
+        "ezpz": a,
+        "mpiexec": b,
+        "ezpz_lines_per_s": 2 * lines / a["wall_s"],
+        "mpiexec_lines_per_s": 2 * lines / b["wall_s"],
+        "extra_cpu_s": a["cpu_s"] - b["cpu_s"],
     }
 
 
@@ -462,6 +500,13 @@ def table(results: dict[str, Any]) -> str:
             "",
         ),
         (
+            f"output, 2 ranks x {results['output']['lines'] // 2:,} lines",
+            f"{results['output']['ezpz_lines_per_s'] / 1000:.0f} k lines/s",
+            f"{results['output']['mpiexec_lines_per_s'] / 1000:.0f} k lines/s",
+            f"cpu +{results['output']['extra_cpu_s']:.2f} s (labels, console, logs)",
+            "",
+        ),
+        (
             "reference ezpz 0.26.1 launch (quoted)",
             f"{REFERENCE['wall_s']} s, {REFERENCE['peak_rss_mb']:.0f} MB",
             f"{REFERENCE['python_c_pass_s']} s",
@@ -529,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TREE",
         help="only the dry run, of this checkout against the source tree TREE (e.g. a git worktree of main)",
     )
+    parser.add_argument("--lines", type=int, default=200_000, help="lines per rank of the output benchmark")
     args = parser.parse_args(argv)
     env = base_env()
     if args.against is not None:
@@ -550,11 +596,15 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%d-host vs 2-host nodefile (%d runs each)", AURORA_HOSTS, args.runs)
             results["nodefile"] = bench_nodefile(args.runs, env, work)
             log.info("4 ranks, python -c pass (%d runs each)", args.runs)
-            results["trivial_4_ranks"] = bench_real(args.runs, env, [sys.executable, "-c", "pass"], "python -c pass")
+            results["trivial_4_ranks"] = bench_real(
+                args.runs, env, [sys.executable, "-c", "pass"], "python -c pass", work
+            )
             log.info("4 ranks, torch gloo all_reduce (%d runs each)", args.torch_runs)
             results["torch_4_ranks"] = bench_real(
-                args.torch_runs, env, [sys.executable, str(payload)], "torch gloo all_reduce"
+                args.torch_runs, env, [sys.executable, str(payload)], "torch gloo all_reduce", work
             )
+            log.info("output path, 2 ranks x %d lines (%d runs each)", args.lines, max(args.torch_runs, 2))
+            results["output"] = bench_output(max(args.torch_runs, 2), env, args.lines, work)
     except (RunFailed, subprocess.CalledProcessError) as exc:
         log.error("benchmark run failed: %s", exc)
         return 1

@@ -1,7 +1,8 @@
 """Who am I? Rank, local rank and world size from whichever launcher started us.
 
-Standard library only: this runs in every rank before the user's program (see
-:mod:`ezpz.rankenv`) and inside :func:`ezpz.setup_torch`.
+Standard library only: this runs inside :func:`ezpz.setup_torch`.  The rank
+shim ``ezpz/launch/rank.sh`` reads the same lists in POSIX sh before the user's
+program starts; ``tests/test_rank_shim.py`` keeps the two in agreement.
 
 Each launcher spells the same facts differently; the first variable present
 in each list wins, so torchrun's own variables always take precedence.
@@ -103,7 +104,7 @@ def rank_info(environ: Mapping[str, str] | None = None) -> RankInfo:
             f"rank={info.rank} world_size={info.world_size}",
             f"rank read from {info.source}; fix or unset the stale variable",
         )
-    if not 0 <= info.local_rank < max(info.local_world_size, 1):
+    if not 0 <= info.local_rank < info.local_world_size:
         raise DistError(
             "local rank is outside the node",
             f"local_rank={info.local_rank} local_world_size={info.local_world_size}",

@@ -157,7 +157,9 @@ def _number(value: object) -> float | None:
 def smoke_plan(np: int, max_steps: int, extra: Sequence[str], outdir: Path) -> Plan:
     """The launch of the smoke test: ``np`` ranks of :func:`smoke_command`, W&B files (if any) under ``outdir``."""
     command = smoke_command(max_steps, extra, outdir)
-    return plan_launch([("flags", {"command": command, "np": np, "env": {"WANDB_DIR": str(outdir)}})])
+    # The run directory (logs, result.json) goes with the outputs, not into the cwd.
+    flags = {"command": command, "np": np, "env": {"WANDB_DIR": str(outdir)}, "run_dir": str(outdir / "run")}
+    return plan_launch([("flags", flags)])
 
 
 def smoke_test(np: int = 2, max_steps: int = 50, extra: Sequence[str] = (), outdir: Path | None = None) -> SmokeResult:

@@ -39,6 +39,12 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+@pytest.fixture(autouse=True)
+def _run_dir_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Launches a test starts write their run directory under pytest's tmp, not into the repo."""
+    monkeypatch.setenv("EZPZ_RUN_DIR", str(tmp_path_factory.mktemp("ezpz-run")))
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--regen-golden``: rewrite the golden files (tests/golden/expected, tests/golden/submit)."""
     parser.addoption(
@@ -51,18 +57,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture
 def fake_machine(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Machine]:
-    """Return ``install(hostname=..., accelerators=N, how=...)``: make :meth:`Machine.here` return a fake.
+    """Return ``install(hostname=..., accelerators=N, how=..., cores=N)``: make :meth:`Machine.here` return a fake.
 
     Every resolve that is not handed a machine (the CLI, ``LaunchSpec.render``)
-    then sees that hostname and that accelerator probe; the temporary
+    then sees that hostname, that accelerator probe and that core count; the temporary
     directory, interpreter and port lookup stay this machine's.  Mocked
     because this machine has no site hostname and no GPUs.
     """
 
-    def install(hostname: str = "testhost", accelerators: int = 0, how: str = "mocked probe") -> Machine:
+    def install(
+        hostname: str = "testhost", accelerators: int = 0, how: str = "mocked probe", cores: int = 64
+    ) -> Machine:
         real = Machine.here()
         machine = Machine(
-            hostname=hostname, tmp_dir=real.tmp_dir, python=real.python, probe=lambda: (accelerators, how)
+            hostname=hostname,
+            tmp_dir=real.tmp_dir,
+            python=real.python,
+            probe=lambda: (accelerators, how),
+            cores=lambda _environ: cores,
         )
         monkeypatch.setattr(Machine, "here", classmethod(lambda cls: machine))
         return machine

@@ -48,8 +48,9 @@ RUNTIME = {"runtime", "data", "models"}
 BOTTOM = 2
 #: Who may import the runtime side besides itself.
 RUNTIME_USERS = {"doctor", "cli", "ezpz"}
-#: The per-rank shim runs on every rank: it may import only these.
-RANKENV_MAY_IMPORT = {"errors", "ranks"}
+#: The rank hook runs at the start of every Python rank (put on PYTHONPATH by the
+#: shell shim ezpz/launch/rank.sh): it imports no ezpz module at all.
+RANK_HOOK = "ezpz.launch._hook.sitecustomize"
 #: (importer, imported) edges that point up, each with its reason.
 ALLOWED_UPWARD = {
     ("ezpz.model.spec", "ezpz.launch.resolve"): "LaunchSpec.render() delegates to the launch layer (public API)",
@@ -130,13 +131,13 @@ def violation(edge: Edge) -> str | None:
     """Why ``edge`` breaks the layer contract, or ``None``."""
     if (edge.importer, edge.imported) in ALLOWED_UPWARD:
         return None
+    if edge.importer == RANK_HOOK:
+        return "the rank hook imports nothing from ezpz"
+    if edge.imported == RANK_HOOK:
+        return "nothing imports the rank hook"
     src, dst = group(edge.importer), group(edge.imported)
     if src == dst:
         return None
-    if edge.importer == "ezpz.rankenv":
-        return None if dst in RANKENV_MAY_IMPORT else "the rank shim imports only errors and ranks"
-    if dst == "rankenv":
-        return "nothing imports the rank shim"
     if src in RUNTIME:
         return None if dst in RUNTIME or LAUNCH_SIDE.get(dst, 99) <= BOTTOM else "runtime imports only the bottom"
     if dst in RUNTIME:
@@ -149,8 +150,8 @@ def violation(edge: Edge) -> str | None:
 
 
 def test_the_contract_sees_the_package() -> None:
-    assert {"ezpz.model.spec", "ezpz.launch.resolve", "ezpz.runtime.dist", "ezpz.rankenv"} <= set(MODULES)
-    assert {group(m) for m in MODULES} <= set(LAUNCH_SIDE) | RUNTIME | {"rankenv"}
+    assert {"ezpz.model.spec", "ezpz.launch.resolve", "ezpz.runtime.dist", RANK_HOOK} <= set(MODULES)
+    assert {group(m) for m in MODULES} <= set(LAUNCH_SIDE) | RUNTIME
     assert len(EDGES) > 100
 
 
@@ -212,7 +213,8 @@ def test_function_level_imports_say_why() -> None:
         ("ezpz.runtime.dist", "ezpz.launch.resolve", "runtime imports only the bottom"),
         ("ezpz.doctor.checks", "ezpz.envs.yeet", "one layer"),
         ("ezpz.launch.resolve", "ezpz.runtime.history", "must not import the runtime side"),
-        ("ezpz.rankenv", "ezpz.log", "rank shim"),
+        (RANK_HOOK, "ezpz.errors", "rank hook"),
+        ("ezpz.launch.supervise", RANK_HOOK, "rank hook"),
     ],
 )
 def test_the_contract_catches_a_back_edge(importer: str, imported: str, reason: str) -> None:

@@ -136,12 +136,17 @@ def test_render_is_deterministic_and_pure(name: str, launcher: str, tmp_path: Pa
 @pytest.mark.parametrize("rank_env", [True, False])
 def test_argv_ends_with_the_command(name: str, launcher: str, rank_env: bool, tmp_path: Path) -> None:
     adapter = ADAPTERS[name]
-    plan = adapter.render(_spec(launcher=launcher, rank_env=rank_env), _allocation(adapter, tmp_path))
+    alloc = _allocation(adapter, tmp_path)
+    plan = adapter.render(_spec(launcher=launcher, rank_env=rank_env), alloc)
     assert list(plan.argv[-len(COMMAND) :]) == COMMAND
     if rank_env:
-        assert list(plan.argv[-len(COMMAND) - 3 : -len(COMMAND)])[1:] == ["-m", "ezpz.rankenv"]
+        # The per-rank shell shim, and the launcher's own per-line rank labels for the reader.
+        assert list(plan.argv[-len(COMMAND) - 2 : -len(COMMAND)]) == ["sh", alloc.shim]
+        assert plan.supervise
+        labels = list(DIALECTS[launcher].labels)
+        assert any(plan.argv[i : i + len(labels)] == tuple(labels) for i in range(len(plan.argv)))
     else:
-        assert "ezpz.rankenv" not in plan.argv
+        assert alloc.shim not in plan.argv and not plan.supervise
     assert plan.argv[0] in {"mpiexec", "mpirun", "srun"}
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 import slurm
 
+from ezpz.launch.supervise import RANK_SHIM
+
 pytest.importorskip("torch")
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -30,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAYLOAD = str(REPO / "tests" / "payloads" / "dist_check.py")
 PY = sys.executable
 BIN = Path(PY).parent
+SHIM = str(RANK_SHIM)
 SCRUB = (
     "RANK",
     "WORLD_SIZE",
@@ -102,7 +105,7 @@ def check_training(ranks: list[dict], world: int) -> None:
 
 
 def test_ezpz_launch_four_ranks(tmp_path):
-    """`ezpz launch -n 4` (MPICH hydra + ezpz.rankenv) exports MASTER_* and EZPZ_LAUNCH_ID."""
+    """`ezpz launch -n 4` (MPICH hydra + the rank shim) exports MASTER_* and EZPZ_LAUNCH_ID."""
     out = tmp_path / "out"
     env = child_env(EZPZ_MASTER_PORT=str(free_port()))
     proc = run([PY, "-m", "ezpz", "launch", "-n", "4", "--", PY, PAYLOAD, "train", str(out)], env)
@@ -134,7 +137,7 @@ def test_stale_master_vars_do_not_hang_a_plain_mpiexec_job(tmp_path):
 def test_wrong_trusted_address_fails_within_the_init_timeout(tmp_path):
     out = tmp_path / "out"
     env = child_env(MASTER_ADDR="192.0.2.1", MASTER_PORT=str(free_port()), EZPZ_LAUNCH_ID=str(uuid.uuid4()))
-    argv = [str(BIN / "mpiexec"), "-n", "2", PY, "-m", "ezpz.rankenv", PY, PAYLOAD, "meet", str(out), "3"]
+    argv = [str(BIN / "mpiexec"), "-n", "2", "sh", str(SHIM), PY, PAYLOAD, "meet", str(out), "3"]
     start = time.monotonic()
     proc = run(argv, env, limit=120)
     assert proc.returncode != 0

@@ -27,10 +27,13 @@ from pathlib import Path
 
 import pytest
 
+from ezpz.launch.supervise import RANK_SHIM
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PLUGIN = ROOT / "examples" / "plugin_mysite"
-VENV_PYTHON = "/path/to/venv/bin/python3"
+#: How the docs write the rank shim's path (it lies inside the installed package).
+SHIM_SHOWN = "/path/to/ezpz/launch/rank.sh"
 
 # Variables that would make a snippet think it is one rank of a bigger job.
 _JOB_VARS = re.compile(
@@ -163,7 +166,7 @@ def test_getting_started_slurm_command_is_what_ezpz_renders(tmp_path: Path):
         SLURM_NTASKS_PER_NODE="1",
     )
     assert done.returncode == 0, done.stderr
-    rendered = json.loads(done.stdout)["command"].replace(sys.executable, VENV_PYTHON)
+    rendered = json.loads(done.stdout)["command"].replace(str(RANK_SHIM), SHIM_SHOWN)
     assert rendered == shown_command("slurm")
 
 
@@ -187,7 +190,7 @@ def test_getting_started_pbs_command_is_what_ezpz_renders(tmp_path: Path):
     )
     assert done.returncode == 0, done.stderr
     rendered = (
-        json.loads(done.stdout)["command"].replace(sys.executable, VENV_PYTHON).replace(str(aux), "/var/spool/pbs/aux")
+        json.loads(done.stdout)["command"].replace(str(RANK_SHIM), SHIM_SHOWN).replace(str(aux), "/var/spool/pbs/aux")
     )
     assert rendered == shown_command("pbs")
 

@@ -14,12 +14,13 @@ Each ``tests/golden/cases/NAME.toml`` describes one launch:
   ``{tmp}`` is the test's tmp_path);
 * ``[write]`` / ``[generate.NAME]``: files written under tmp_path first
   (``generate`` writes ``count`` lines of ``format.format(i)``);
+* ``cpus``: cores per host the machine probe reports (mocked; default 64);
 * ``error = true``: the launch is bad input; the golden holds the one
   ``error:`` line and exit status 2 instead of a plan.
 
 ``tests/golden/expected/NAME.json`` holds the rendered plan with ``{tmp}`` for
-tmp_path and ``{python}`` for ``sys.executable`` (the per-rank shim
-``python -m ezpz.rankenv``).  A missing expectation fails; rewrite them with
+tmp_path, ``{shim}`` for the per-rank shim ``ezpz/launch/rank.sh`` and ``{python}``
+for ``sys.executable``.  A missing expectation fails; rewrite them with
 ``pytest tests/test_golden.py --regen-golden`` (nothing else: a run with
 ``EZPZ_REGEN_GOLDEN`` set is refused, see tests/conftest.py) and review the diff.  PBS itself is mocked through its environment (there is no
 PBS server for this machine); Slurm likewise here (real Slurm runs live in
@@ -48,6 +49,7 @@ from typer.testing import CliRunner
 import ezpz.launch.resolve
 from ezpz.cli import app, main
 from ezpz.launch.machine import Machine
+from ezpz.launch.supervise import RANK_SHIM
 from ezpz.launch.templates import template_files
 from ezpz.model.plan import Plan
 
@@ -57,6 +59,8 @@ CASES = sorted((GOLDEN / "cases").glob("*.toml"))
 LONG = 16
 #: Fixed so the rendering is deterministic (otherwise a free port is chosen).
 MASTER_PORT = "29500"
+#: The per-rank shell shim inside the installed package.
+SHIM = str(RANK_SHIM)
 
 
 def _regen(request: pytest.FixtureRequest) -> bool:
@@ -71,7 +75,7 @@ def _summary(items: list[str]) -> list[str] | dict[str, Any]:
 
 def _normalise(value: Any, tmp: str) -> Any:
     if isinstance(value, str):
-        return value.replace(tmp, "{tmp}").replace(sys.executable, "{python}")
+        return value.replace(tmp, "{tmp}").replace(SHIM, "{shim}").replace(sys.executable, "{python}")
     if isinstance(value, list):
         return [_normalise(v, tmp) for v in value]
     if isinstance(value, dict):
@@ -148,6 +152,7 @@ def render_case(
         hostname=case.get("hostname", "testhost"),
         accelerators=int(case.get("probe", 0)),
         how="mocked probe (no accelerators here)",
+        cores=int(case.get("cpus", 64)),
     )
     if "args" in case:
         args = [a.replace("{tmp}", str(tmp)) for a in case["args"]]

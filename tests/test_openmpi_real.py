@@ -82,6 +82,8 @@ def fake_hosts(openmpi_env: dict[str, str], tmp_path: Path) -> tuple[dict[str, s
 
 
 def ezpz(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    # The session's environment was copied once; each test's run directory is its own.
+    env = {**env, "EZPZ_RUN_DIR": os.environ["EZPZ_RUN_DIR"]}
     return subprocess.run(
         [*EZPZ, "launch", "--launcher", "openmpi", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
@@ -251,3 +253,36 @@ def test_doctor_warns_that_open_mpi_refuses_root_without_its_variables(openmpi_e
     _, check = _doctor_launcher_check(env, "--launcher", "openmpi")
     assert check["status"] == "warning"
     assert "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1" in check["remedy"]
+
+
+SUPERVISE_CASES = PAYLOADS / "supervise_cases.py"
+
+
+def test_supervised_failure_summary_and_stop_under_open_mpi(openmpi_env, tmp_path):
+    """Issue #12 under real Open MPI: --tag-output labels, the first failure named, the others stopped."""
+    run = tmp_path / "run"
+    done = ezpz(
+        {k: v for k, v in openmpi_env.items() if k != "PYTHONUNBUFFERED"},
+        "-n", "4", "--oversubscribe", "--run-dir", str(run),
+        "--", sys.executable, str(SUPERVISE_CASES), "fail", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "rank 2 failed first: exit 1" in done.stderr
+    assert "[2] RuntimeError: rank 2 lost its optimizer state" in done.stderr
+    assert json.loads((run / "result.json").read_text())["duration_s"] < 45
+    assert "Traceback" in (run / "rank-2.log").read_text()
+    time.sleep(0.5)
+    assert not [pid for pid in (int(p.read_text()) for p in tmp_path.glob("*.pid")) if alive(pid)]
+
+
+def test_supervised_hang_dump_under_open_mpi(openmpi_env, tmp_path):
+    """mpirun forwards SIGALRM to every rank: each Python rank dumps its stacks before the stop."""
+    run = tmp_path / "run"
+    done = ezpz(
+        openmpi_env, "-n", "2", "--oversubscribe", "--timeout", "4", "--run-dir", str(run),
+        "--", sys.executable, str(SUPERVISE_CASES), "hang", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 124, done.stderr
+    assert "rank 1 was stuck in blocked_in_collective_for_test" in done.stderr
+    for rank in (0, 1):
+        assert "in blocked_in_collective_for_test" in (run / f"rank-{rank}.log").read_text()

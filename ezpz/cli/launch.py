@@ -45,6 +45,8 @@ _DIRECT = (
     "spare_nodes",
     # issue #14 part 2: device masks
     "device_mask",
+    "ranks",
+    "run_dir",
 )
 
 
@@ -78,6 +80,7 @@ def launch_layers(ctx: typer.Context, options: dict[str, Any]) -> list[Layer]:
         "launcher_flags": ctx.meta[FLAGS_KEY],
         "env": [*(options.get("env") or []), *([f"EZPZ_LOG_FILE={log_file}"] if log_file else [])],
         "rank_env": False if options.get("no_rank_env") else None,
+        "tag": False if options.get("no_tag") else None,
         **{key: options.get(key) for key in _DIRECT},
         # An unset switch must not override a config file's "oversubscribe = true".
         "oversubscribe": options.get("oversubscribe") or None,
@@ -141,6 +144,14 @@ def launch(
             "--launcher-flag",
             help="Hand this word to the launcher as it is, even if it looks like an ezpz option (repeatable).",
         ),
+    ] = None,
+    # Run supervision (issue #12).
+    ranks: Annotated[
+        str | None, typer.Option("--ranks", help="Ranks the console shows (0,2-3 or all); every rank is logged.")
+    ] = None,
+    no_tag: Annotated[bool, typer.Option("--no-tag", help="Do not label console lines with their rank.")] = False,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Run directory (logs, plan.json, result.json).")
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the command and where each value came from.")

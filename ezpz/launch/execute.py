@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from ezpz.errors import LaunchError
+from ezpz.launch.supervise import Session, Supervisor
 from ezpz.log import get_logger
 from ezpz.model.plan import Plan
 from ezpz.schedulers.dialects import install_hint
@@ -33,6 +34,12 @@ __all__ = ["TIMEOUT_EXIT", "capture", "execute", "find_launcher", "run_command"]
 TIMEOUT_EXIT = 124
 #: Seconds between SIGTERM and SIGKILL when stopping the launcher's group.
 GRACE = 5.0
+#: Signal that makes every Python rank write all threads' stacks (through the
+#: sitecustomize hook ``rank.sh`` puts on PYTHONPATH).  Not SIGUSR1 (NCCL's),
+#: not SIGUSR2 (the warning signal); hydra and Open MPI forward SIGALRM.
+DUMP_SIGNAL = signal.SIGALRM
+#: Longest wait for the stack dumps after :data:`DUMP_SIGNAL` was sent.
+DUMP_WAIT = 5.0
 
 log = get_logger("ezpz.execute")
 
@@ -101,13 +108,23 @@ def _pump(src: IO[bytes], dst: IO[bytes], seen: list[float]) -> None:
         dst.flush()
 
 
-class _Run:
-    """One attempt: the launcher process and the signals aimed at it."""
+def _read(src: IO[bytes], sup: Supervisor, stream: int) -> None:
+    """Hand every chunk the launcher writes on ``stream`` to the supervisor."""
+    while chunk := os.read(src.fileno(), 65536):
+        sup.feed(stream, chunk)
 
-    def __init__(self, plan: Plan, argv: Sequence[str], environ: Mapping[str, str]) -> None:
+
+class _Run:
+    """One attempt: the launcher process, the signals aimed at it, and its supervisor."""
+
+    def __init__(
+        self, plan: Plan, argv: Sequence[str], environ: Mapping[str, str], sup: Supervisor | None = None
+    ) -> None:
         self.plan = plan
+        self.sup = sup
         self.signalled: int | None = None
-        piped = plan.timeout is not None
+        self.reason = "exited"
+        piped = sup is not None or plan.timeout is not None
         self.proc = subprocess.Popen(
             argv,
             env={**environ, **plan.env},
@@ -119,10 +136,16 @@ class _Run:
         self.pumps = []
         if piped:
             assert self.proc.stdout is not None and self.proc.stderr is not None
-            for src, dst in ((self.proc.stdout, sys.stdout.buffer), (self.proc.stderr, sys.stderr.buffer)):
-                pump = threading.Thread(target=_pump, args=(src, dst, self.seen), daemon=True)
+            for stream, (src, dst) in enumerate(
+                ((self.proc.stdout, sys.stdout.buffer), (self.proc.stderr, sys.stderr.buffer))
+            ):
+                args = (src, sup, stream) if sup is not None else (src, dst, self.seen)
+                pump = threading.Thread(target=_read if sup is not None else _pump, args=args, daemon=True)
                 pump.start()
                 self.pumps.append(pump)
+
+    def last_output(self) -> float:
+        return self.sup.last_output if self.sup is not None else self.seen[0]
 
     def kill_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -155,6 +178,28 @@ class _Run:
             return False
         return True
 
+    def dump_stacks(self) -> None:
+        """Ask every Python rank for its stacks (:data:`DUMP_SIGNAL`) and give them time to arrive.
+
+        hydra, Open MPI (and PALS) forward the signal from the launcher to each
+        rank's processes; srun would cancel the step on it, so the step's tasks
+        get it through ``scancel --signal``.
+        """
+        steps = self.sup.steps() if self.sup is not None else set()
+        if self.plan.launcher == "srun" and steps:
+            for step in sorted(steps):
+                with contextlib.suppress(LaunchError):
+                    run_command(["scancel", f"--signal={DUMP_SIGNAL.name.removeprefix('SIG')}", step], timeout=10)
+        elif self.plan.launcher != "srun":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, DUMP_SIGNAL)
+        # Until the dumps stop coming (0.5 s quiet), at most DUMP_WAIT seconds.
+        asked = time.monotonic()
+        while time.monotonic() - asked < DUMP_WAIT and self.proc.poll() is None:
+            time.sleep(0.1)
+            if time.monotonic() - max(self.last_output(), asked) > 0.5 and time.monotonic() - asked > 1.0:
+                break
+
     def wait(self) -> int:
         timeout = self.plan.timeout
         while True:
@@ -164,15 +209,24 @@ class _Run:
             except subprocess.TimeoutExpired:
                 pass
             if self.signalled is not None:
+                self.reason = "signal"
                 self.stop(self.signalled)
                 code = 128 + self.signalled
                 break
-            if timeout is not None and time.monotonic() - self.seen[0] > timeout:
-                log.error("no output for %ss: stopping the launch (exit %d)", timeout, TIMEOUT_EXIT)
+            if self.sup is not None and self.sup.first is not None:
+                # One rank failed: stop the others now (hydra would let them run on).
                 self.stop(signal.SIGTERM)
-                return TIMEOUT_EXIT
+                code = self.proc.returncode
+                break
+            if timeout is not None and time.monotonic() - self.last_output() > timeout:
+                log.error("no output for %ss: stopping the launch (exit %d)", timeout, TIMEOUT_EXIT)
+                self.reason = "timeout"
+                self.dump_stacks()
+                self.stop(signal.SIGTERM)
+                code = TIMEOUT_EXIT
+                break
         for pump in self.pumps:
-            pump.join(1)
+            pump.join(5)
         # A launcher killed by a signal reports 128 + signal, as a shell does.
         return 128 - code if code < 0 else code
 
@@ -186,15 +240,20 @@ def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
     at most 60 s); an interrupted run is never retried.
     """
     binary = find_launcher(plan.argv[0])
-    _write_files(plan)
     env = dict(os.environ if environ is None else environ)
+    session = Session(plan, env, sys.stdout.buffer, sys.stderr.buffer) if plan.supervise else None
+    _write_files(plan)
     code = 0
     for attempt in range(plan.retries + 1):
         if attempt:
             delay = min(2.0 ** (attempt - 1), 60.0)
             log.warning("launch failed with exit %d; retry %d/%d in %.0fs", code, attempt, plan.retries, delay)
             time.sleep(delay)
-        run = _Run(plan, (binary, *plan.argv[1:]), env)
+        sup = session.supervisor() if session is not None else None
+        extra = {"EZPZ_ATTEMPT": str(attempt)}
+        if session is not None:
+            extra["EZPZ_RUN_DIR"] = str(session.dir.resolve())
+        run = _Run(plan, (binary, *plan.argv[1:]), {**env, **extra}, sup)
         previous = {}
 
         def forward(signum: int, _frame: object, run: _Run = run) -> None:
@@ -209,6 +268,8 @@ def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if session is not None and sup is not None:
+            code = session.finish(sup, code, run.reason, attempt)
         if code == 0 or run.signalled is not None:
             break
     return code

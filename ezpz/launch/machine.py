@@ -1,9 +1,9 @@
 """The facts of this machine a launch depends on, as one value a test can replace.
 
 :class:`Machine` holds the hostname (site templates match it), the temporary
-directory (subset hostfiles go there), the interpreter for the rank shim, and
-three lookups done only when needed: the accelerator probe, a free port and
-``which``.  :meth:`Machine.here` reads this machine; tests pass a
+directory (subset hostfiles go there), the interpreter ezpz runs in, and
+four lookups done only when needed: the accelerator probe, a free port,
+``which`` and the core count.  :meth:`Machine.here` reads this machine; tests pass a
 ``Machine(...)`` of their own to :func:`ezpz.launch.resolve.resolve` and
 friends instead of patching ``socket`` or ``shutil``.
 """
@@ -16,13 +16,13 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ezpz.launch.execute import capture
 from ezpz.net import free_port
 
-__all__ = ["Machine", "probe_accelerators"]
+__all__ = ["Machine", "probe_accelerators", "probe_cores"]
 
 
 def probe_accelerators() -> tuple[int, str]:
@@ -45,6 +45,17 @@ def probe_accelerators() -> tuple[int, str]:
     return 0, "no accelerator found"
 
 
+def probe_cores(environ: Mapping[str, str]) -> int | None:
+    """Cores this host gives the job: Slurm's ``SLURM_CPUS_ON_NODE``, else the CPUs this process may use."""
+    raw = environ.get("SLURM_CPUS_ON_NODE", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
 @dataclass(frozen=True)
 class Machine:
     """The facts of one machine that resolving a launch reads.
@@ -52,11 +63,13 @@ class Machine:
     Attributes:
         hostname: this host's name (``socket.gethostname()``).
         tmp_dir: where a launch writes its files (subset hostfiles).
-        python: the interpreter each rank's shim runs with.
+        python: the interpreter ezpz runs in.
         probe: counts accelerators per node; returns (count, how found).
             Called only when neither the spec nor the scheduler says.
         port: returns a free TCP port for the rendezvous.
         which: finds a program on ``PATH`` (``None`` when absent).
+        cores: cores per host, from the environment or this host (the
+            ranks' default ``OMP_NUM_THREADS`` is cores / ranks per host).
     """
 
     hostname: str
@@ -65,6 +78,7 @@ class Machine:
     probe: Callable[[], tuple[int, str]] = probe_accelerators
     port: Callable[[], int] = free_port
     which: Callable[[str], str | None] = shutil.which
+    cores: Callable[[Mapping[str, str]], int | None] = probe_cores
 
     @classmethod
     def here(cls) -> Machine:

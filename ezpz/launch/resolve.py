@@ -20,6 +20,7 @@ from typing import Any
 from ezpz.errors import SchedulerError, plural
 from ezpz.launch.layers import with_env, with_template
 from ezpz.launch.machine import Machine
+from ezpz.launch.supervise import RANK_SHIM
 from ezpz.launch.templates import find_template, templates_for_host
 from ezpz.log import get_logger
 from ezpz.model.allocation import Allocation
@@ -107,7 +108,12 @@ def resolve(
         if spec.hostfile is None:
             raise
         alloc = Allocation(scheduler=adapter.name, hosts=())
-    updates: dict[str, Any] = {"tmpdir": here.tmp_dir, "python": here.python}
+    updates: dict[str, Any] = {
+        "tmpdir": here.tmp_dir,
+        "python": here.python,
+        "shim": str(RANK_SHIM),
+        "cpus": here.cores(env),
+    }
     if spec.hostfile is not None:
         listed = read_hostfile(spec.hostfile)
         updates.update(

@@ -22,7 +22,9 @@ class Allocation:
             or ``None`` when unknown.
         source: where the hosts were read from, for the dry run.
         tmpdir: directory for files a launch writes (subset hostfiles).
-        python: interpreter for the per-rank shim (``python -m ezpz.rankenv``).
+        python: the Python that runs ezpz.
+        shim: the per-rank shell shim (``sh <shim> CMD``), ``ezpz/launch/rank.sh``.
+        cpus: cores per host (the ranks' default ``OMP_NUM_THREADS``), or ``None``.
         spares: hosts held back for node failover (``--spare-nodes``), in order.
         spare_slots: slots of ``spares``, when ``slots`` is known.
         left_out: (host, why) for every job host not in ``hosts``
@@ -38,6 +40,9 @@ class Allocation:
     source: str = ""
     tmpdir: str = "/tmp"
     python: str = "python3"
+    # issue #12: run supervision
+    shim: str = "rank.sh"
+    cpus: int | None = None
     # issue #14: host selection (ezpz.schedulers.placement)
     spares: tuple[str, ...] = ()
     spare_slots: tuple[int, ...] | None = None

@@ -41,6 +41,12 @@ class Plan:
         left_out: (host, why) for each host of the job the launch does not
             use: excluded, not included, or held as a spare.
         spares: hosts held back (``--spare-nodes``), in order.
+        supervise: run it under :mod:`ezpz.launch.supervise` (labelled lines, run
+            directory, failure summary); true when the ranks run the shim.
+        tag: label console lines with their rank.
+        console_ranks: ranks the console shows (``"0,2-3"``, ``"all"``), or
+            ``None`` for the default rule.
+        run_dir: the run directory, or ``None`` for the default.
     """
 
     argv: tuple[str, ...]
@@ -60,6 +66,11 @@ class Plan:
     # issue #14: host selection
     left_out: tuple[tuple[str, str], ...] = ()
     spares: tuple[str, ...] = ()
+    # Run supervision (issue #12).
+    supervise: bool = False
+    tag: bool = True
+    console_ranks: str | None = None
+    run_dir: str | None = None
 
     def __str__(self) -> str:
         """Return the shell-quoted command line."""
@@ -85,6 +96,10 @@ class Plan:
             "spec": dict(self.spec),
             "left_out": dict(self.left_out),
             "spares": list(self.spares),
+            "supervise": self.supervise,
+            "tag": self.tag,
+            "console_ranks": self.console_ranks,
+            "run_dir": self.run_dir,
         }
 
     def to_json(self, indent: int | None = None) -> str:

@@ -26,6 +26,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ezpz.errors import SpecError, closest
+from ezpz.model.console import rank_ranges
 from ezpz.model.validation import first_error
 
 __all__ = ["FIELD_ALIASES", "Layer", "LaunchSpec", "field_hint", "load_config", "merge_layers"]
@@ -98,6 +99,14 @@ class LaunchSpec(BaseModel):
         None,
         description="Give each rank its own accelerators: cuda, rocr, ze (whole devices) or ze-tile (gpu.tile); none.",
     )
+    # Run supervision (issue #12).
+    tag: bool = Field(True, description="Label each console line with its rank ([2], or [2@host] on many hosts).")
+    ranks: str | None = Field(
+        None, description="Ranks the console shows (0,2-3 or all); default: all up to 64 ranks, else rank 0."
+    )
+    run_dir: Path | None = Field(
+        None, description="Run directory for logs, plan.json, result.json; default ./ezpz-runs/<time>-<id>."
+    )
 
     _provenance: dict[str, str] = PrivateAttr(default_factory=dict)
     _layers: list[Layer] = PrivateAttr(default_factory=list)
@@ -127,6 +136,16 @@ class LaunchSpec(BaseModel):
         for key in value:
             if not _ENV_KEY.match(key):
                 raise ValueError(f"bad variable name {key!r}: use letters, digits and _")
+        return value
+
+    @field_validator("ranks")
+    @classmethod
+    def _rank_filter(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() != "all":
+            try:
+                rank_ranges(value)
+            except SpecError as exc:
+                raise ValueError(f"{exc.what}; {exc.hint}") from None
         return value
 
     @field_validator("template", "scheduler", "launcher", "exclude_hosts", "include_hosts")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ezpz.errors import SchedulerError, SpecError
 from ezpz.model.allocation import Allocation
+from ezpz.model.console import parse_ranks
 from ezpz.model.plan import Plan
 from ezpz.model.spec import LaunchSpec
 from ezpz.schedulers.counting import cpu_bind_note, cut_cpu_bind, layout
@@ -101,16 +102,33 @@ class Scheduler(ABC):
             source=spec.provenance.get("device_mask", "spec"),
         )
         env.update(masks)
-        shim = [allocation.python, "-m", "ezpz.rankenv"] if spec.rank_env else []
+        # Run supervision (#12): the shell shim on every rank, line labels, and
+        # srun stopping the step when a task fails.
+        supervise = spec.rank_env
+        if supervise:
+            env["EZPZ_DUMP_SIGNAL"] = "ALRM"
+            if allocation.cpus:
+                env.setdefault("EZPZ_OMP_NUM_THREADS", str(max(1, allocation.cpus // lay.ppn)))
+        if spec.ranks is not None:
+            parse_ranks(spec.ranks, lay.np)
+        shim = ["sh", allocation.shim] if supervise else []
+        labels = list(writer.labels) if supervise else []
+        if (
+            supervise
+            and launcher == "srun"
+            and not any(f.startswith(("--kill-on-bad-exit", "-K")) for f in spec.launcher_flags)
+        ):
+            labels.append("--kill-on-bad-exit=1")
         parts = Parts(
             lay=lay,
             hostfile=hostfile,
             subset=subset,
             cpu_bind=cut_cpu_bind(spec.cpu_bind, lay.ppn),
-            flags=list(spec.launcher_flags),
+            flags=labels + list(spec.launcher_flags),
             env=env,
             tail=shim + list(spec.command),
             oversubscribe=spec.oversubscribe,
+            supervise=supervise,
         )
         provenance = {
             **spec.provenance,
@@ -137,6 +155,10 @@ class Scheduler(ABC):
             spec={**spec.model_dump(mode="json", exclude={"command"}), "accelerators_per_node": lay.accelerators},
             left_out=allocation.left_out,
             spares=allocation.spares,
+            supervise=supervise,
+            tag=spec.tag,
+            console_ranks=spec.ranks,
+            run_dir=None if spec.run_dir is None else str(spec.run_dir),
         )
 
     def batch_header(

