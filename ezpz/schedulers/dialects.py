@@ -78,9 +78,13 @@ def openmpi_argv(p: Parts) -> list[str]:
     if bind := _bind_to(p, "Open MPI"):
         argv += ["--bind-to", bind]
     argv += p.flags
-    # Open MPI forwards only the variables named with -x.
-    for key in p.env:
-        argv += ["-x", key]
+    # Open MPI forwards only the variables named with -x (the other dialects
+    # forward the whole environment).  PATH always goes too, so that a remote
+    # rank's "python" is the launching environment's and not the login shell's.
+    named = {p.flags[i + 1] for i in range(len(p.flags) - 1) if p.flags[i] == "-x"}
+    for key in dict.fromkeys(("PATH", *p.env)):
+        if key not in named:
+            argv += ["-x", key]
     return argv + p.tail
 
 
