@@ -179,7 +179,8 @@ def test_shim_leaves_what_the_user_set():
 
 
 def test_shim_reports_start_and_exit_and_keeps_the_exit_status(tmp_path):
-    done = shim({"PMI_RANK": "1", "PMI_SIZE": "2"}, "sh", "-c", "echo out; echo err >&2; exit 3")
+    # The shim's own names (_st, ...) may be in the environment: they must not leak in.
+    done = shim({"PMI_RANK": "1", "PMI_SIZE": "2", "_st": "127"}, "sh", "-c", "echo out; echo err >&2; exit 3")
     assert done.returncode == 3
     assert done.stdout == "out\n"
     lines = done.stderr.split("\n")[:-1]

@@ -171,11 +171,12 @@ if [ $# -eq 0 ]; then
     printf 'error: no command to run (given nothing); ezpz rank shim usage: sh rank.sh CMD [ARGS...]\n' >&2
     exit 2
 fi
+_st=
 case $1 in
-    */*) [ -e "$1" ] || _st=127; [ -n "${_st-}" ] || [ -x "$1" ] || _st=126 ;;
+    */*) [ -e "$1" ] || _st=127; [ -n "$_st" ] || [ -x "$1" ] || _st=126 ;;
     *) command -v -- "$1" >/dev/null 2>&1 || _st=127 ;;
 esac
-if [ -n "${_st-}" ]; then
+if [ -n "$_st" ]; then
     printf '\036ezpz noexec %s %s %s %s %s\n' "$_rank" "$_lrank" "$_host" "$_st" "$1" >&2
     exit "$_st"
 fi
