@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,42 @@ def fake_machine(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Machine]:
         return machine
 
     return install
+
+
+@pytest.fixture
+def no_job_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI reads os.environ: make sure no scheduler job, EZPZ_* setting or CPU_BIND leaks in."""
+    for key in list(os.environ):
+        if key.startswith(("PBS_", "SLURM_", "EZPZ_")) or key == "CPU_BIND":
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def pbs_job(tmp_path: Path) -> Callable[..., dict[str, str]]:
+    """Return ``make(hosts, jobid=..., **more)``: a PBS job's environment, its nodefile under tmp_path.
+
+    Mocked: there is no PBS server here; a job is its ``PBS_JOBID`` and
+    ``PBS_NODEFILE`` (one host per line, in order), which is all ezpz reads.
+    """
+
+    def make(
+        hosts: Sequence[str] = ("x4000c0s0b0n0", "x4000c0s1b0n0"), jobid: str = "8123456.aurora-pbs-0001", **more: str
+    ) -> dict[str, str]:
+        nodefile = tmp_path / "nodefile"
+        nodefile.write_text("".join(f"{host}\n" for host in hosts))
+        return {"PBS_JOBID": jobid, "PBS_NODEFILE": str(nodefile), **more}
+
+    return make
+
+
+@pytest.fixture
+def slurm_job() -> Callable[..., dict[str, str]]:
+    """Return ``make(nodelist, jobid=..., **more)``: a Slurm job's environment as salloc/sbatch set it.
+
+    For tests of reading it; real Slurm jobs run in tests/test_slurm_real.py.
+    """
+
+    def make(nodelist: str = "nid[001234-001235]", jobid: str = "31415926", **more: str) -> dict[str, str]:
+        return {"SLURM_JOB_ID": jobid, "SLURM_JOB_NODELIST": nodelist, **more}
+
+    return make

@@ -97,12 +97,10 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, needle):
     assert "Traceback" not in err
 
 
-def test_site_template_is_chosen_by_hostname_inside_its_scheduler(tmp_path, fake_machine):
+def test_site_template_is_chosen_by_hostname_inside_its_scheduler(fake_machine, pbs_job):
     """Mocked: a Polaris PBS job (its environment and nodefile; no PBS here) and the hostname (a fake machine)."""
-    nodefile = tmp_path / "nodefile"
-    nodefile.write_text("x3005c0s13b0n0\nx3005c0s13b1n0\n")
     fake_machine(hostname="x3005c0s13b0n0.hsn.cm.polaris.alcf.anl.gov")
-    env = {"PBS_JOBID": "123.polaris-pbs-01", "PBS_NODEFILE": str(nodefile), "PATH": "/usr/bin"}
+    env = pbs_job(("x3005c0s13b0n0", "x3005c0s13b1n0"), "123.polaris-pbs-01", PATH="/usr/bin")
     from ezpz.launch.resolve import describe, plan_launch
 
     plan = plan_launch([("flags", {"command": ["python", "t.py"]})], env)

@@ -63,16 +63,6 @@ def render(alloc: Allocation, **fields: object) -> object:
     return PBS().render(LaunchSpec(**{**base, **fields}), alloc)
 
 
-@pytest.fixture
-def no_job_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI reads os.environ: make sure no scheduler job or EZPZ_* leaks in."""
-    import os
-
-    for key in list(os.environ):
-        if key.startswith(("PBS_", "SLURM_", "EZPZ_")) or key == "CPU_BIND":
-            monkeypatch.delenv(key)
-
-
 # --- the model ---------------------------------------------------------------
 
 
@@ -204,14 +194,12 @@ def test_bad_environment_value_names_the_layer() -> None:
 
 
 def test_flag_beats_environment_beats_config_beats_template(
-    tmp_path: Path, fake_machine: Callable[..., Machine]
+    tmp_path: Path, fake_machine: Callable[..., Machine], pbs_job: Callable[..., dict[str, str]]
 ) -> None:
     """The real resolution path, on a mocked Polaris PBS job."""
-    nodefile = tmp_path / "nodefile"
-    nodefile.write_text("x3005c0s13b0n0\nx3005c0s13b1n0\n")
     config = tmp_path / "team.toml"
     config.write_text('template = "polaris"\ncpu_bind = "core"\nretries = 3\ntimeout = 60.0\n')
-    environ = {"PBS_JOBID": "1.polaris", "PBS_NODEFILE": str(nodefile), "EZPZ_RETRIES": "1", "CPU_BIND": "none"}
+    environ = pbs_job(("x3005c0s13b0n0", "x3005c0s13b1n0"), "1.polaris", EZPZ_RETRIES="1", CPU_BIND="none")
     fake_machine(hostname="polaris-login-01")
     layers = [
         (f"config:{config}", load_config(config)),

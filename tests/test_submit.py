@@ -34,11 +34,8 @@ GOLDEN = Path(__file__).parent / "golden" / "submit"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, fake_machine: Callable[..., Machine]) -> None:
+def clean_env(no_job_env: None, fake_machine: Callable[..., Machine]) -> None:
     """No scheduler job, no EZPZ_* settings, a hostname that matches no site template."""
-    for key in list(os.environ):
-        if key.startswith(("EZPZ_", "PBS_", "SLURM_")) or key == "CPU_BIND":
-            monkeypatch.delenv(key)
     # Site templates are picked by hostname; this machine's name must not pick one.
     fake_machine(hostname="laptop")
 

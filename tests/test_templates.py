@@ -161,12 +161,10 @@ def test_missing_template_file(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def aurora_job(tmp_path: Path, fake_machine: Callable[..., Machine]) -> dict[str, str]:
+def aurora_job(fake_machine: Callable[..., Machine], pbs_job: Callable[..., dict[str, str]]) -> dict[str, str]:
     """A mocked 2-node Aurora PBS job; returns its environment."""
-    nodefile = tmp_path / "nodefile"
-    nodefile.write_text("x4000c0s0b0n0\nx4000c0s1b0n0\n")
     fake_machine()
-    return {"PBS_JOBID": "8123456.aurora-pbs-0001", "PBS_NODEFILE": str(nodefile), "EZPZ_MASTER_PORT": "29500"}
+    return pbs_job(EZPZ_MASTER_PORT="29500")
 
 
 def test_auto_template_is_chosen_and_said(aurora_job: dict[str, str], fake_machine: Callable[..., Machine]) -> None:
