@@ -253,20 +253,22 @@ def test_render_is_deterministic() -> None:
     assert first.submit_argv == ("qsub",)
 
 
-def test_batch_scheduler_choice_order() -> None:
+def test_batch_scheduler_choice_order(
+    pbs_job: Callable[..., dict[str, str]], slurm_job: Callable[..., dict[str, str]]
+) -> None:
     """The one scheduler rule (pick) with batch=True: named, template, inside a job, then on PATH."""
     adapters = schedulers()
     aurora = find_template("aurora")
-    slurm_job = {"SLURM_JOB_ID": "1", "SLURM_JOB_NODELIST": "n1"}
-    pbs_job = {"PBS_JOBID": "1", "PBS_NODEFILE": "/x"}
+    in_slurm, in_pbs = slurm_job("n1", "1"), pbs_job(("n1",), "1")
 
     def chosen(name: str | None, template, environ, on_path) -> tuple[str, str]:
         adapter, why = pick(adapters, environ, name, template=template, batch=True, which=on_path.get)
         return adapter.name, why
 
-    assert chosen("slurm", aurora, pbs_job, {})[0] == "slurm"
-    assert chosen(None, aurora, slurm_job, {})[0] == "pbs"
-    assert chosen(None, None, slurm_job, {})[0] == "slurm"
+    assert chosen("slurm", aurora, in_pbs, {})[0] == "slurm"
+    assert chosen(None, aurora, in_slurm, {})[0] == "pbs"
+    assert chosen(None, None, in_slurm, {})[0] == "slurm"
+    assert chosen(None, None, in_pbs, {})[0] == "pbs"
     assert chosen(None, None, {}, {"qsub": "/usr/bin/qsub"}) == ("pbs", "qsub on PATH")
     with pytest.raises(SchedulerError, match="cannot tell which batch system"):
         chosen(None, None, {}, {"qsub": "/a/qsub", "sbatch": "/a/sbatch"})
