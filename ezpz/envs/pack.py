@@ -141,28 +141,9 @@ def tar_env(
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         raise
     tmp = Path(tmp_name)
-    done = 0
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        with (
-            os.fdopen(fd, "wb") as raw,
-            tarfile.open(fileobj=raw, mode="w:gz", compresslevel=level, format=TAR_FORMAT) as tar,
-        ):
-            for entry in entries:
-                arcname = str(Path(env.path.name) / entry.relative_to(env.path))
-                try:
-                    tar.add(entry, arcname=arcname, recursive=False)
-                except OSError as exc:
-                    if exc.filename is not None and is_inside(Path(exc.filename), env.path):
-                        raise EnvToolError(
-                            f"cannot read a file of the environment: {exc.strerror}",
-                            str(exc.filename),
-                            "fix its permissions or pass another --src",
-                        ) from exc
-                    raise
-                if progress is not None and entry.is_file() and not entry.is_symlink():
-                    done += entry.stat().st_size
-                    progress(done, total)
+        _write_tar(fd, env.path, entries, level, progress, total)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, out)
     except OSError as exc:
@@ -178,6 +159,29 @@ def tar_env(
         raise
     log.info("packed %s (%d entries) into %s", env.path, len(entries), out)
     return Tarball(path=out, reused=False, files=len(entries), size=out.stat().st_size)
+
+
+def _write_tar(fd: int, root: Path, entries: list[Path], level: int, progress: Progress | None, total: int) -> None:
+    """Write ``entries`` of the environment at ``root`` as a gzip tarball to ``fd`` (closed after)."""
+    done = 0
+    with (
+        os.fdopen(fd, "wb") as raw,
+        tarfile.open(fileobj=raw, mode="w:gz", compresslevel=level, format=TAR_FORMAT) as tar,
+    ):
+        for entry in entries:
+            try:
+                tar.add(entry, arcname=str(Path(root.name) / entry.relative_to(root)), recursive=False)
+            except OSError as exc:
+                if exc.filename is not None and is_inside(Path(exc.filename), root):
+                    raise EnvToolError(
+                        f"cannot read a file of the environment: {exc.strerror}",
+                        str(exc.filename),
+                        "fix its permissions or pass another --src",
+                    ) from exc
+                raise
+            if progress is not None and entry.is_file() and not entry.is_symlink():
+                done += entry.stat().st_size
+                progress(done, total)
 
 
 def _umask() -> int:

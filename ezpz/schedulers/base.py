@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 from ezpz.errors import SchedulerError, SpecError
-from ezpz.model.allocation import Allocation
+from ezpz.model.allocation import Allocation, Layout
 from ezpz.model.console import parse_ranks
 from ezpz.model.plan import Plan
 from ezpz.model.spec import LaunchSpec
@@ -68,40 +68,8 @@ class Scheduler(ABC):
         launcher = spec.launcher or self.default_launcher
         writer = dialect(launcher, spec.provenance.get("launcher"))
         lay = layout(spec, allocation)
-        # srun must be told which nodes a hostfile names (it has no hostfile flag).
-        subset = (
-            lay.nhosts < len(allocation.hosts)
-            or bool(allocation.left_out)
-            or (launcher == "srun" and spec.hostfile is not None)
-        )
-        files: tuple[tuple[str, str], ...] = ()
-        hostfile: str | None = None
-        if launcher != "srun" and (subset or allocation.hostfile or spec.hostfile):
-            if not subset and allocation.hostfile:
-                hostfile = allocation.hostfile
-            else:
-                content = "".join(f"{h}\n" for h in lay.hosts)
-                digest = hashlib.sha1(content.encode()).hexdigest()[:12]
-                hostfile = f"{allocation.tmpdir}/ezpz-hosts-{allocation.job_id or 'local'}-{digest}"
-                files = ((hostfile, content),)
-        port = spec.master_port or 29500
-        launch_id = f"{allocation.job_id or 'local'}-{port}"
-        env = {
-            "MASTER_ADDR": lay.hosts[0],
-            "MASTER_PORT": str(port),
-            "EZPZ_LAUNCH_ID": launch_id,
-            "EZPZ_LOCAL_WORLD_SIZE": str(lay.ppn),
-            **spec.env,
-        }
-        masks, mask_note = device_plan_env(
-            spec.device_mask,
-            ppn=lay.ppn,
-            accelerators=lay.accelerators,
-            env=spec.env,
-            rank_env=spec.rank_env,
-            source=spec.provenance.get("device_mask", "spec"),
-        )
-        env.update(masks)
+        subset, hostfile, files = _hostfile(spec, allocation, lay, launcher)
+        env, mask_note = _rank_env(spec, allocation, lay)
         # Run supervision (#12): the shell shim on every rank, line labels, and
         # srun stopping the step when a task fails.
         supervise = spec.rank_env
@@ -171,6 +139,51 @@ class Scheduler(ABC):
         Adapters that set :attr:`submit_argv` override this.
         """
         raise SchedulerError(f"the {self.name} scheduler has no batch system to submit to", self.name)
+
+
+def _hostfile(
+    spec: LaunchSpec, allocation: Allocation, lay: Layout, launcher: str
+) -> tuple[bool, str | None, tuple[tuple[str, str], ...]]:
+    """Whether the launch uses a subset of the job's hosts, the hostfile to pass, and files to write.
+
+    The job's own hostfile is reused when every host is used; otherwise a
+    subset hostfile named by its content goes to the allocation's tmpdir.
+    """
+    # srun must be told which nodes a hostfile names (it has no hostfile flag).
+    subset = (
+        lay.nhosts < len(allocation.hosts)
+        or bool(allocation.left_out)
+        or (launcher == "srun" and spec.hostfile is not None)
+    )
+    if launcher == "srun" or not (subset or allocation.hostfile or spec.hostfile):
+        return subset, None, ()
+    if not subset and allocation.hostfile:
+        return subset, allocation.hostfile, ()
+    content = "".join(f"{h}\n" for h in lay.hosts)
+    digest = hashlib.sha1(content.encode()).hexdigest()[:12]
+    hostfile = f"{allocation.tmpdir}/ezpz-hosts-{allocation.job_id or 'local'}-{digest}"
+    return subset, hostfile, ((hostfile, content),)
+
+
+def _rank_env(spec: LaunchSpec, allocation: Allocation, lay: Layout) -> tuple[dict[str, str], str]:
+    """The variables every rank gets (rendezvous, launch id, the user's, device masks) and the mask's note."""
+    port = spec.master_port or 29500
+    env = {
+        "MASTER_ADDR": lay.hosts[0],
+        "MASTER_PORT": str(port),
+        "EZPZ_LAUNCH_ID": f"{allocation.job_id or 'local'}-{port}",
+        "EZPZ_LOCAL_WORLD_SIZE": str(lay.ppn),
+        **spec.env,
+    }
+    masks, mask_note = device_plan_env(
+        spec.device_mask,
+        ppn=lay.ppn,
+        accelerators=lay.accelerators,
+        env=spec.env,
+        rank_env=spec.rank_env,
+        source=spec.provenance.get("device_mask", "spec"),
+    )
+    return {**env, **masks}, mask_note
 
 
 def _cpu_bind_provenance(spec: LaunchSpec, ppn: int) -> dict[str, str]:
