@@ -212,6 +212,30 @@ def test_signal_reaches_every_rank_and_nothing_is_left(openmpi_env, tmp_path, si
     assert not [pid for pid in pids if alive(pid)]
 
 
+def test_sigterm_reaches_ranks_on_every_host_and_nothing_is_left(fake_hosts, tmp_path):
+    # The daemons on n1/n2 are not in ezpz's process group: mpirun has to stop their ranks.
+    env, hostfile = fake_hosts
+    out = tmp_path / "pids"
+    out.mkdir()
+    argv = [*EZPZ, "launch", "--launcher", "openmpi", "--hostfile", str(hostfile), "-nh", "2", "-ppn", "1"]
+    proc = subprocess.Popen(
+        [*argv, "--", sys.executable, str(PAYLOADS / "launch_sleeper.py"), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 90
+    while len(list(out.glob("*.pid"))) < 2:
+        assert time.monotonic() < deadline, "ranks never started"
+        time.sleep(0.1)
+    pids = [int(p.read_text()) for p in out.glob("*.pid")]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 128 + signal.SIGTERM
+    time.sleep(0.5)
+    assert not [pid for pid in pids if alive(pid)]
+
+
 def test_idle_timeout_kills_a_silent_run_with_124(openmpi_env):
     done = ezpz(
         openmpi_env,
