@@ -280,3 +280,35 @@ def test_exclude_hosts_from_a_hostfile_runs_only_on_the_kept_fake_hosts(tmp_path
     done = ezpz(*args, "--", sys.executable, "-c", code)
     assert done.returncode == 0, done.stderr
     assert [(r["RANK"], r["host"]) for r in records(done.stdout)] == [("0", "n1"), ("1", "n3")]
+
+
+def test_failover_retries_without_the_failed_fake_host_on_a_spare(tmp_path):
+    """Issue #14: hydra's fake hosts n1, n2 (+ spare n3, ``-launcher fork``): the rank on n2 fails,
+    the retry drops n2 for the spare n3, and the log names n2.  Each rank learns its fake host
+    from hydra's PMI_HOSTNAME; real processes throughout."""
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("n1\nn2\nn3\n")
+    seen = tmp_path / "seen"
+    code = (
+        "import os, sys; host = os.environ['PMI_HOSTNAME']; "
+        f"open({str(seen)!r}, 'a').write(host + '\\n'); sys.exit(3 if host == 'n2' else 0)"
+    )
+    args = ["launch", "--hostfile", str(hostfile), "-ppn", "1", "--spare-nodes", "1", "--retries", "2"]
+    done = ezpz(*args, "-launcher", "fork", "--", sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    assert "n2" in re.search(r"^.*drop.*$", done.stderr, re.M).group(0), done.stderr
+    # First attempt on n1, n2 (n3 held back as the spare); the retry on n1, n3.
+    assert sorted(seen.read_text().split()) == ["n1", "n1", "n2", "n3"]
+
+
+def test_failover_with_no_spare_left_names_the_failed_hosts(tmp_path):
+    """The ranks on n2 and then on its spare n3 fail: no spare is left, so the launch stops there
+    (never on fewer ranks) with one error line naming n2 and n3, and the program's exit code."""
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("n1\nn2\nn3\n")
+    code = "import os, sys; sys.exit(3 if os.environ['PMI_HOSTNAME'] in ('n2', 'n3') else 0)"
+    args = ["launch", "--hostfile", str(hostfile), "-ppn", "1", "--spare-nodes", "1", "--retries", "5"]
+    done = ezpz(*args, "-launcher", "fork", "--", sys.executable, "-c", code)
+    assert done.returncode == 3, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "no spare host left" in line]
+    assert len(errors) == 1 and "n2, n3" in errors[0], done.stderr

@@ -1,4 +1,4 @@
-"""Placement rules of issue #14: fill accelerators first, short PALS cpu lists, hosts left out.
+"""Placement rules of issue #14: fill accelerators first, short PALS cpu lists, hosts left out, failover.
 
 Allocations here are explicit values (a PBS or Slurm job's hosts, mocked:
 there is no PBS server and no GPU on this machine); the rules are pure.
@@ -7,6 +7,7 @@ there is no PBS server and no GPU on this machine); the rules are pure.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,13 @@ from hypothesis import strategies as st
 
 from ezpz import LaunchSpec
 from ezpz.cli import main
-from ezpz.errors import SchedulerError, SpecError
+from ezpz.errors import LaunchError, SchedulerError, SpecError
 from ezpz.launch.resolve import describe, plan_launch
 from ezpz.model.allocation import Allocation
 from ezpz.schedulers.counting import cpu_bind_note, cut_cpu_bind, pack_accelerators_first
-from ezpz.schedulers.hosts import read_host_set
+from ezpz.schedulers.hosts import parse_host_set, read_host_set
 from ezpz.schedulers.pbs import PBS
-from ezpz.schedulers.placement import select_hosts
+from ezpz.schedulers.placement import fail_over, host_to_drop, replace_host, select_hosts
 
 CMD = ["python3", "train.py"]
 
@@ -217,3 +218,89 @@ def test_host_sets_read_slurm_syntax_files_and_hostfiles(tmp_path: Path) -> None
     assert read_host_set("nid[001-003],gpu7", "--exclude-hosts") == ("nid001", "nid002", "nid003", "gpu7")
     assert read_host_set(f"@{listed}", "--exclude-hosts") == ("nid001", "nid002", "gpu7", "n9")
     assert read_host_set(str(listed), "--exclude-hosts") == ("nid001", "nid002", "gpu7", "n9")
+
+
+# --- node failover: which host to drop, and its spare ---------------------------
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A failure record's first failing rank (the shape of ``ezpz.supervise.Failure``)."""
+
+    rank: int
+    host: str
+
+
+def test_host_to_drop_is_the_first_failing_ranks_host() -> None:
+    hosts = ("x1.hsn", "x2.hsn")
+    assert host_to_drop(None, hosts, 2) is None
+    assert host_to_drop(Failed(3, "x2.hsn"), hosts, 2) == "x2.hsn"
+    assert host_to_drop(Failed(3, "x2"), hosts, 2) == "x2.hsn"  # short name
+    # A fake-host layout: every rank sees this machine's name; the plan put rank 2 on n2.
+    assert host_to_drop(Failed(2, "buildbox"), ("n1", "n2"), 2) == "n2"
+    assert host_to_drop(Failed(9, "buildbox"), ("n1", "n2"), 2) is None
+
+
+def test_a_spare_takes_the_failed_hosts_place_until_none_is_left() -> None:
+    chosen = select_hosts(job("n1", "n2", "n3", "n4", slots=(2, 2, 2, 3)), spares=2).allocation
+    once = replace_host(chosen, "n2", "rank 2 exit 1")
+    assert (once.hosts, once.slots, once.spares) == (("n1", "n3"), (2, 2), ("n4",))
+    assert dict(once.left_out) == {"n4": "spare (--spare-nodes 2)", "n2": "failed: rank 2 exit 1"}
+    twice = replace_host(once, "n1", "rank 0 signal 9")
+    assert (twice.hosts, twice.slots, twice.spares) == (("n4", "n3"), (3, 2), ())
+    with pytest.raises(LaunchError) as info:
+        replace_host(twice, "n3", "rank 3 exit 1")
+    line = info.value.line()
+    assert "no spare host left to replace failed host n3" in line
+    assert "n2, n1, n3" in line and "needs 2 hosts" in line and "--exclude-hosts n[1-3]" in line
+
+
+def test_plan_failover_renders_the_same_ranks_on_the_spare() -> None:
+    chosen = select_hosts(job("n1", "n2", "n3"), spares=1).allocation
+    plan = PBS().render(LaunchSpec(command=CMD, master_port=1, ppn=2, spare_nodes=1, retries=1), chosen)
+    assert plan.failover is not None
+    again = plan.failover("n1", "rank 0 exit 1")
+    assert (again.np, again.ppn, again.hosts) == (4, 2, ("n3", "n2"))
+    assert again.env["MASTER_ADDR"] == "n3"
+    assert again.files[0][1] == "n3\nn2\n"
+    assert again.failover is not None
+    with pytest.raises(LaunchError):
+        again.failover("n2", "rank 2 exit 1")
+    assert PBS().render(LaunchSpec(command=CMD, master_port=1), job("n1")).failover is None
+
+
+@dataclass(frozen=True)
+class Record:
+    """A whole first-failure record (the shape of ``ezpz.supervise.Failure``)."""
+
+    rank: int
+    host: str
+    code: int | None = 1
+    signal: int | None = None
+
+
+def test_fail_over_replaces_the_failing_host_or_says_retry_as_is() -> None:
+    chosen = select_hosts(job("n1", "n2", "n3"), spares=1).allocation
+    plan = PBS().render(LaunchSpec(command=CMD, master_port=1, ppn=2, spare_nodes=1, retries=2), chosen)
+    assert fail_over(plan, None) is None  # no failure record: retry as it was
+    again = fail_over(plan, Record(rank=3, host="buildbox", code=None, signal=9))
+    assert again is not None
+    new, dropped = again
+    assert dropped == "n2" and new.hosts == ("n1", "n3")
+    assert dict(new.left_out)["n2"] == "failed: rank 3 signal 9"
+    with pytest.raises(LaunchError) as info:
+        fail_over(new, Record(rank=0, host="n1"))
+    assert "failed hosts n2, n1" in info.value.line()
+    without_spares = PBS().render(LaunchSpec(command=CMD, master_port=1, retries=2), job("n1", "n2"))
+    assert fail_over(without_spares, Record(rank=0, host="n1")) is None
+
+
+@given(st.text(max_size=60))
+def test_any_host_set_text_is_hosts_or_one_spec_error(text: str) -> None:
+    """Hostile --exclude-hosts values: a tuple of host names, or one SpecError line; nothing else escapes."""
+    try:
+        hosts = parse_host_set(text, "--exclude-hosts")
+    except SpecError as exc:
+        assert "\n" not in exc.line()
+        return
+    assert hosts and all(host and not any(c.isspace() for c in host) for host in hosts)

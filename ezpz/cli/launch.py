@@ -130,7 +130,10 @@ def launch(
     ] = None,
     spare_nodes: Annotated[
         int | None,
-        typer.Option("--spare-nodes", help="Hold the last K usable hosts back as spares."),
+        typer.Option(
+            "--spare-nodes",
+            help="Keep K hosts out of the first attempt; with --retries, a failed host is replaced by one.",
+        ),
     ] = None,
     device_mask: Annotated[
         str | None,

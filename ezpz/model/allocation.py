@@ -28,7 +28,7 @@ class Allocation:
         spares: hosts held back for node failover (``--spare-nodes``), in order.
         spare_slots: slots of ``spares``, when ``slots`` is known.
         left_out: (host, why) for every job host not in ``hosts``
-            (``--exclude-hosts``, ``--include-hosts``, spares).
+            (``--exclude-hosts``, ``--include-hosts``, spares, failed hosts).
     """
 
     scheduler: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +40,13 @@ class Plan:
         retries: re-runs of a failed launch.
         spec: the resolved spec's fields (JSON-compatible), for the dry run.
         left_out: (host, why) for each host of the job the launch does not
-            use: excluded, not included, or held as a spare.
-        spares: hosts held back (``--spare-nodes``), in order.
+            use: excluded, not included, held as a spare, or failed.
+        spares: hosts held back for node failover, in order.
+        failover: ``failover(host, why)`` renders this launch again with
+            ``host`` replaced by the first spare (``None`` without
+            ``--spare-nodes``); it raises :class:`~ezpz.errors.LaunchError`
+            naming the failed hosts when no spare is left.  Not data: left out
+            of comparisons and of :meth:`to_dict`.
         supervise: run it under :mod:`ezpz.launch.supervise` (labelled lines, run
             directory, failure summary); true when the ranks run the shim.
         tag: label console lines with their rank.
@@ -63,9 +69,10 @@ class Plan:
     timeout: float | None = None
     retries: int = 0
     spec: dict[str, Any] = field(default_factory=dict)
-    # issue #14: host selection
+    # issue #14: host selection and node failover
     left_out: tuple[tuple[str, str], ...] = ()
     spares: tuple[str, ...] = ()
+    failover: Callable[[str, str], Plan] | None = field(default=None, compare=False, repr=False)
     # Run supervision (issue #12).
     supervise: bool = False
     tag: bool = True

@@ -92,7 +92,10 @@ class LaunchSpec(BaseModel):
         None, description="Use only these hosts of the job: a Slurm host list, @FILE or a path."
     )
     spare_nodes: int = Field(
-        0, ge=0, le=10_000_000, description="Hosts of the job held back as spares: the last K usable ones."
+        0,
+        ge=0,
+        le=10_000_000,
+        description="Hosts held out of the first attempt (the last K usable) to replace failed ones on --retries.",
     )
     # Device masks per rank (#14, part 2).
     device_mask: Literal["none", "cuda", "rocr", "ze", "ze-tile"] | None = Field(

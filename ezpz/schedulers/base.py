@@ -20,6 +20,7 @@ adapters and the choice among them in :mod:`ezpz.plugins.registry`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from ezpz.model.spec import LaunchSpec
 from ezpz.schedulers.counting import cpu_bind_note, cut_cpu_bind, layout
 from ezpz.schedulers.devices import device_plan_env
 from ezpz.schedulers.dialects import Parts, dialect
+from ezpz.schedulers.placement import replace_host
 
 if TYPE_CHECKING:
     # Typing only: the batch-script values load only for ezpz submit.
@@ -127,6 +129,7 @@ class Scheduler(ABC):
             tag=spec.tag,
             console_ranks=spec.ranks,
             run_dir=None if spec.run_dir is None else str(spec.run_dir),
+            failover=functools.partial(_render_without, self, spec, allocation) if spec.spare_nodes else None,
         )
 
     def batch_header(
@@ -191,3 +194,8 @@ def _cpu_bind_provenance(spec: LaunchSpec, ppn: int) -> dict[str, str]:
     if note is None:
         return {}
     return {"cpu_bind": f"{spec.provenance.get('cpu_bind', 'spec')}; {note}"}
+
+
+def _render_without(adapter: Scheduler, spec: LaunchSpec, allocation: Allocation, bad: str, why: str) -> Plan:
+    """Render ``spec`` again with ``bad`` replaced by a spare (a plan's ``failover``)."""
+    return adapter.render(spec, replace_host(allocation, bad, why))

@@ -1,4 +1,4 @@
-"""Which hosts a launch may use: excluded and included hosts, spare nodes.
+"""Which hosts a launch may use: excluded and included hosts, spare nodes, node failover.
 
 Pure rules over an :class:`~ezpz.model.allocation.Allocation`; the host sets
 arrive already read (:func:`ezpz.schedulers.hosts.read_host_set`) and nothing here does
@@ -12,15 +12,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from ezpz.errors import SpecError
+from ezpz.errors import LaunchError, SpecError
 from ezpz.schedulers.hosts import compress_nodelist
 
 if TYPE_CHECKING:
     from ezpz.model.allocation import Allocation
+    from ezpz.model.plan import Plan
 
-__all__ = ["Selection", "select_hosts"]
+__all__ = ["FailedRank", "Selection", "fail_over", "host_to_drop", "replace_host", "select_hosts"]
+
+#: Reason recorded for a host dropped after it failed (the start of it).
+FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class Selection:
 
     Attributes:
         allocation: the allocation to count on: usable hosts only, spares in
-            :attr:`~ezpz.model.allocation.Allocation.spares`.
+            :attr:`~ezpz.schedulers.base.Allocation.spares`.
         warnings: hosts named that the job does not have (ignored).
     """
 
@@ -102,3 +106,98 @@ def select_hosts(
         left_out=tuple(left),
     )
     return Selection(chosen, tuple(warnings))
+
+
+class FailedRank(Protocol):
+    """The part of a launch's failure record that failover reads (``ezpz.supervise.Failure``)."""
+
+    @property
+    def rank(self) -> int:
+        """Global rank that failed first."""
+        ...
+
+    @property
+    def host(self) -> str:
+        """Host that rank ran on, as the rank saw it."""
+        ...
+
+    @property
+    def code(self) -> int | None:
+        """Its exit code, when it exited."""
+        ...
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that ended it, when one did."""
+        ...
+
+
+def host_to_drop(failure: FailedRank | None, hosts: Sequence[str], ppn: int) -> str | None:
+    """The plan host to blame for ``failure``: the first failing rank's host, or ``None``.
+
+    The record's host is matched to the plan's hosts by name, then by short
+    name (``x4000c0s0b0n0.hsn`` is ``x4000c0s0b0n0``); a host the plan does not
+    know (a fake host layout, where every rank sees the same hostname) falls
+    back to where the plan put that rank: ranks fill hosts in order, ``ppn``
+    each, in every dialect ezpz renders.
+    """
+    if failure is None:
+        return None
+    if failure.host in hosts:
+        return failure.host
+    short = failure.host.split(".", 1)[0]
+    for host in hosts:
+        if host.split(".", 1)[0] == short:
+            return host
+    if 0 <= failure.rank < len(hosts) * ppn:
+        return hosts[failure.rank // ppn]
+    return None
+
+
+def replace_host(alloc: Allocation, bad: str, why: str) -> Allocation:
+    """``alloc`` without host ``bad``: its first spare takes ``bad``'s place, so the ranks stay the same.
+
+    Raises :class:`~ezpz.errors.LaunchError` naming every host that failed so far
+    when no spare is left: a launch never runs on fewer ranks than asked.
+    """
+    failed = [host for host, reason in alloc.left_out if reason.startswith(FAILED)] + [bad]
+    if not alloc.spares:
+        raise LaunchError(
+            f"no spare host left to replace failed host {bad}",
+            f"failed hosts {', '.join(failed)}",
+            f"the launch needs {len(alloc.hosts)} hosts; give more --spare-nodes, "
+            f"or leave the failed hosts out with --exclude-hosts {_shown(failed)}",
+        )
+    spare, *rest = alloc.spares
+    at = alloc.hosts.index(bad)
+    hosts = (*alloc.hosts[:at], spare, *alloc.hosts[at + 1 :])
+    slots = alloc.slots
+    if slots is not None and alloc.spare_slots is not None:
+        slots = (*slots[:at], alloc.spare_slots[0], *slots[at + 1 :])
+    left = tuple((host, reason) for host, reason in alloc.left_out if host != spare)
+    return dataclasses.replace(
+        alloc,
+        hosts=hosts,
+        slots=slots,
+        spares=tuple(rest),
+        spare_slots=None if alloc.spare_slots is None else alloc.spare_slots[1:],
+        left_out=(*left, (bad, f"{FAILED}: {why}")),
+    )
+
+
+def fail_over(plan: Plan, failure: FailedRank | None) -> tuple[Plan, str] | None:
+    """The next attempt after a failed one: ``plan`` with the failing rank's host replaced by a spare.
+
+    Returns the new plan and the host dropped, or ``None`` when this launch
+    has no spares (``--spare-nodes``) or no host is to blame (no failure
+    record): then the launch is retried as it was.  Raises
+    :class:`~ezpz.errors.LaunchError` naming the failed hosts when no spare is
+    left.
+    """
+    if plan.failover is None:
+        return None
+    bad = host_to_drop(failure, plan.hosts, plan.ppn)
+    if failure is None or bad is None:
+        return None
+    how = f"signal {failure.signal}" if failure.signal is not None else f"exit {failure.code}"
+    return plan.failover(bad, f"rank {failure.rank} {how}"), bad
