@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import IO
 
 from ezpz.errors import LaunchError
-from ezpz.launch.supervise import Session, Supervisor
+from ezpz.launch.supervise import Session, Supervisor, first_failure
 from ezpz.log import get_logger
 from ezpz.model.plan import Plan
 from ezpz.schedulers.dialects import install_hint
+from ezpz.schedulers.placement import fail_over
 
 __all__ = ["TIMEOUT_EXIT", "capture", "execute", "find_launcher", "run_command"]
 
@@ -237,7 +238,9 @@ def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
     SIGINT and SIGTERM sent to this process are forwarded to the launcher's
     process group, and the run then ends with ``128 + signal``.  A failed run
     is retried ``plan.retries`` times with exponential backoff (1 s, 2 s, 4 s, …
-    at most 60 s); an interrupted run is never retried.
+    at most 60 s); an interrupted run is never retried.  With spare hosts
+    (``plan.failover``), each retry replaces the first failing rank's host by
+    a spare, and the launch stops when none is left.
     """
     binary = find_launcher(plan.argv[0])
     env = dict(os.environ if environ is None else environ)
@@ -249,7 +252,7 @@ def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
             delay = min(2.0 ** (attempt - 1), 60.0)
             log.warning("launch failed with exit %d; retry %d/%d in %.0fs", code, attempt, plan.retries, delay)
             time.sleep(delay)
-        sup = session.supervisor() if session is not None else None
+        sup = session.supervisor(plan) if session is not None else None
         extra = {"EZPZ_ATTEMPT": str(attempt)}
         if session is not None:
             extra["EZPZ_RUN_DIR"] = str(session.dir.resolve())
@@ -270,6 +273,31 @@ def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
                 signal.signal(sig, handler)
         if session is not None and sup is not None:
             code = session.finish(sup, code, run.reason, attempt)
-        if code == 0 or run.signalled is not None:
+        if code == 0 or run.signalled is not None or attempt == plan.retries:
             break
+        if session is not None and run.reason == "exited":
+            try:
+                plan = _fail_over(plan, session.dir)
+            except LaunchError as exc:
+                log.error("%s", exc.line())
+                break
     return code
+
+
+def _fail_over(plan: Plan, run_dir: Path) -> Plan:
+    """The next attempt's plan: the failed rank's host replaced by a spare (issue #14), else ``plan``.
+
+    Raises :class:`~ezpz.errors.LaunchError` naming the failed hosts when no spare is left.
+    """
+    try:
+        failure = first_failure(run_dir)
+    except LaunchError:
+        failure = None  # no failure record: retry as it was
+    nxt = fail_over(plan, failure)
+    if nxt is None:
+        return plan
+    new, dropped = nxt
+    spare = next(host for host in new.hosts if host not in plan.hosts)
+    log.warning("dropping host %s (%s); spare %s takes its place", dropped, dict(new.left_out)[dropped], spare)
+    _write_files(new)
+    return new
