@@ -98,6 +98,17 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "bench_train": ("python", "benchmarks/bench_train.py"),
     "bench_yeet": ("python", "benchmarks/bench_yeet.py"),
     "bench_checkpoint": ("python", "benchmarks/bench_checkpoint.py"),
+    "bench_should_stop": (
+        "python",
+        "-m",
+        "ezpz",
+        "launch",
+        "-n",
+        "2",
+        "--",
+        "python",
+        "benchmarks/bench_should_stop.py",
+    ),
 }
 
 

@@ -40,6 +40,8 @@ _LAZY: dict[str, str] = {
     # metrics
     "History": "ezpz.runtime.history",
     "Progress": "ezpz.runtime.progress",
+    # long runs (issue 15)
+    "should_stop": "ezpz.runtime.stop",
 }
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "get_torch_device",
     "get_world_size",
     "setup_torch",
+    "should_stop",
     "wrap_ddp",
     "wrap_fsdp",
     "wrap_hsdp",
@@ -87,6 +90,7 @@ if TYPE_CHECKING:
     )
     from ezpz.runtime.history import History
     from ezpz.runtime.progress import Progress
+    from ezpz.runtime.stop import should_stop
     from ezpz.runtime.wrap import wrap_ddp, wrap_fsdp, wrap_hsdp, wrap_model
 
 

@@ -47,6 +47,8 @@ _DIRECT = (
     "device_mask",
     "ranks",
     "run_dir",
+    # issue 15: long runs
+    "stop_grace",
 )
 
 
@@ -155,6 +157,11 @@ def launch(
     no_tag: Annotated[bool, typer.Option("--no-tag", help="Do not label console lines with their rank.")] = False,
     run_dir: Annotated[
         Path | None, typer.Option("--run-dir", help="Run directory (logs, plan.json, result.json).")
+    ] = None,
+    # issue 15: long runs
+    stop_grace: Annotated[
+        float | None,
+        typer.Option("--stop-grace", help="Seconds the ranks get to save after a SIGTERM (default 30)."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the command and where each value came from.")

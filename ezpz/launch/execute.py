@@ -2,7 +2,8 @@
 
 :func:`execute` runs a :class:`~ezpz.model.plan.Plan`: it writes the plan's files,
 starts the launcher in its own process group, forwards SIGINT/SIGTERM to that
-group (escalating to SIGKILL if the ranks do not exit), runs the idle
+group (escalating to SIGKILL if the ranks do not exit), passes the warning
+signal (SIGUSR2) on to the ranks without stopping the run, runs the idle
 watchdog and the retry loop, and returns the launcher's exit code.
 :func:`capture` runs a short helper command and returns its output.
 """
@@ -29,11 +30,19 @@ from ezpz.model.plan import Plan
 from ezpz.schedulers.dialects import install_hint
 from ezpz.schedulers.placement import fail_over
 
-__all__ = ["TIMEOUT_EXIT", "capture", "execute", "find_launcher", "run_command"]
+__all__ = ["STOPPED_EXIT", "TIMEOUT_EXIT", "WARNING_SIGNAL", "capture", "execute", "find_launcher", "run_command"]
 
 #: Exit status of a run killed by the idle watchdog (as coreutils ``timeout``).
 TIMEOUT_EXIT = 124
-#: Seconds between SIGTERM and SIGKILL when stopping the launcher's group.
+#: Exit status of a run whose ranks got the warning and then all exited 0:
+#: stopped early with its state saved; the same command resumes it
+#: (``EX_TEMPFAIL``).  ``ezpz submit --requeue`` requeues on it.
+STOPPED_EXIT = 75
+#: The warning signal: received by ``ezpz launch``, passed on to the ranks.
+WARNING_SIGNAL = signal.SIGUSR2
+#: Seconds between SIGTERM and SIGKILL when stopping the launcher's group
+#: after Ctrl-C, a failed rank or the idle watchdog (a SIGTERM from outside
+#: gets the plan's ``stop_grace``).
 GRACE = 5.0
 #: Signal that makes every Python rank write all threads' stacks (through the
 #: sitecustomize hook ``rank.sh`` puts on PYTHONPATH).  Not SIGUSR1 (NCCL's),
@@ -115,6 +124,26 @@ def _read(src: IO[bytes], sup: Supervisor, stream: int) -> None:
         sup.feed(stream, chunk)
 
 
+def _hydra_ranks(launcher: int) -> list[int]:
+    """The ranks under an MPICH hydra ``mpiexec``: the children of its ``hydra_pmi_proxy``.
+
+    Hydra does not pass SIGUSR2 on (it dies of it) and starts each rank in a
+    process group of its own, so the warning goes to each rank's group (the
+    rank shim and the command under it).  Linux ``/proc`` only; ranks on other
+    hosts (ssh bootstrap) are not reached.
+    """
+    parent: dict[int, int] = {}
+    name: dict[int, str] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = entry.read_text()
+            pid = int(entry.parent.name)
+            name[pid] = text[text.index("(") + 1 : text.rindex(")")]
+            parent[pid] = int(text[text.rindex(")") + 2 :].split()[1])
+    proxies = {pid for pid, ppid in parent.items() if ppid == launcher and name[pid] == "hydra_pmi_proxy"}
+    return sorted(pid for pid, ppid in parent.items() if ppid in proxies)
+
+
 class _Run:
     """One attempt: the launcher process, the signals aimed at it, and its supervisor."""
 
@@ -124,6 +153,8 @@ class _Run:
         self.plan = plan
         self.sup = sup
         self.signalled: int | None = None
+        self.warn_pending = False
+        self.warned = False
         self.reason = "exited"
         piped = sup is not None or plan.timeout is not None
         self.proc = subprocess.Popen(
@@ -152,16 +183,39 @@ class _Run:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
 
+    def warn(self) -> bool:
+        """Pass the warning to the ranks; return False when none is running yet (try again)."""
+        if self.plan.launcher != "hydra":
+            # srun, Open MPI's mpirun and PALS pass SIGUSR2 on to every rank.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, WARNING_SIGNAL)
+            self.warned = True
+            return True
+        ranks = _hydra_ranks(self.proc.pid)
+        if not ranks:
+            return False
+        for pid in ranks:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(pid), WARNING_SIGNAL)
+        log.warning("warning signal: passed SIGUSR2 to %d ranks; the run goes on until they stop", len(ranks))
+        self.warned = True
+        return True
+
     def stop(self, sig: int) -> None:
-        """Send ``sig`` to the whole group; SIGKILL it if it outlives the grace period."""
+        """Send ``sig`` to the whole group; SIGKILL it if it outlives the grace period.
+
+        A SIGTERM from outside (the scheduler) gives the ranks the plan's
+        ``stop_grace`` seconds to save; everything else gives :data:`GRACE`.
+        """
         if sig == signal.SIGINT and self.plan.launcher == "srun":
             # srun takes one SIGINT as "report status" and cancels only on a
             # second within 1 s; SIGTERM cancels the step at once.
             sig = signal.SIGTERM
-        deadline = time.monotonic() + GRACE
+        grace = self.plan.stop_grace if self.signalled == signal.SIGTERM else GRACE
+        deadline = time.monotonic() + grace
         self.kill_group(sig)
         try:
-            self.proc.wait(GRACE)
+            self.proc.wait(grace)
         except subprocess.TimeoutExpired:
             self.kill_group(signal.SIGKILL)
             self.proc.wait()
@@ -209,6 +263,8 @@ class _Run:
                 break
             except subprocess.TimeoutExpired:
                 pass
+            if self.warn_pending:
+                self.warn_pending = not self.warn()
             if self.signalled is not None:
                 self.reason = "signal"
                 self.stop(self.signalled)
@@ -228,6 +284,9 @@ class _Run:
                 break
         for pump in self.pumps:
             pump.join(5)
+        if code == 0 and self.warned:
+            log.warning("the ranks stopped at the warning: exit %d; run the same command again to resume", STOPPED_EXIT)
+            return STOPPED_EXIT
         # A launcher killed by a signal reports 128 + signal, as a shell does.
         return 128 - code if code < 0 else code
 
@@ -236,11 +295,14 @@ def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
     """Run ``plan``; return the launcher's exit code (124 on idle timeout).
 
     SIGINT and SIGTERM sent to this process are forwarded to the launcher's
-    process group, and the run then ends with ``128 + signal``.  A failed run
-    is retried ``plan.retries`` times with exponential backoff (1 s, 2 s, 4 s, …
-    at most 60 s); an interrupted run is never retried.  With spare hosts
-    (``plan.failover``), each retry replaces the first failing rank's host by
-    a spare, and the launch stops when none is left.
+    process group, and the run then ends with ``128 + signal``; after a
+    SIGTERM the ranks have ``plan.stop_grace`` seconds before SIGKILL.
+    SIGUSR2, the warning, is passed on to the ranks and the run goes on; if
+    they then all exit 0 the result is :data:`STOPPED_EXIT`.  A failed run is
+    retried ``plan.retries`` times with exponential backoff (1 s, 2 s, 4 s, …
+    at most 60 s); an interrupted or warned run is never retried.  With spare
+    hosts (``plan.failover``), each retry replaces the first failing rank's host
+    by a spare, and the launch stops when none is left.
     """
     binary = find_launcher(plan.argv[0])
     env = dict(os.environ if environ is None else environ)
@@ -260,11 +322,14 @@ def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
         previous = {}
 
         def forward(signum: int, _frame: object, run: _Run = run) -> None:
-            run.signalled = signum
+            if signum == WARNING_SIGNAL:
+                run.warn_pending = True
+            else:
+                run.signalled = signum
 
         main_thread = threading.current_thread() is threading.main_thread()
         if main_thread:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, WARNING_SIGNAL):
                 previous[sig] = signal.signal(sig, forward)
         try:
             code = run.wait()
@@ -273,7 +338,7 @@ def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
                 signal.signal(sig, handler)
         if session is not None and sup is not None:
             code = session.finish(sup, code, run.reason, attempt)
-        if code == 0 or run.signalled is not None or attempt == plan.retries:
+        if code in (0, STOPPED_EXIT) or run.signalled is not None or run.warned or attempt == plan.retries:
             break
         if session is not None and run.reason == "exited":
             try:

@@ -77,6 +77,7 @@ ENV_FIELDS = {
     "EZPZ_INCLUDE_HOSTS": "include_hosts",
     "EZPZ_SPARE_NODES": "spare_nodes",
     "EZPZ_DEVICE_MASK": "device_mask",
+    "EZPZ_STOP_GRACE": "stop_grace",
 }
 
 

@@ -38,6 +38,7 @@ class Plan:
             such as the hostfile of a subset launch.
         timeout: idle-watchdog seconds, or ``None``.
         retries: re-runs of a failed launch.
+        stop_grace: seconds the ranks get to save after a SIGTERM before SIGKILL.
         spec: the resolved spec's fields (JSON-compatible), for the dry run.
         left_out: (host, why) for each host of the job the launch does not
             use: excluded, not included, held as a spare, or failed.
@@ -68,6 +69,7 @@ class Plan:
     files: tuple[tuple[str, str], ...] = ()
     timeout: float | None = None
     retries: int = 0
+    stop_grace: float = 30.0
     spec: dict[str, Any] = field(default_factory=dict)
     # issue #14: host selection and node failover
     left_out: tuple[tuple[str, str], ...] = ()
@@ -99,6 +101,7 @@ class Plan:
             "files": {path: content for path, content in self.files},
             "timeout": self.timeout,
             "retries": self.retries,
+            "stop_grace": self.stop_grace,
             "provenance": dict(self.provenance),
             "spec": dict(self.spec),
             "left_out": dict(self.left_out),

@@ -110,6 +110,14 @@ class LaunchSpec(BaseModel):
     run_dir: Path | None = Field(
         None, description="Run directory for logs, plan.json, result.json; default ./ezpz-runs/<time>-<id>."
     )
+    # issue 15: long runs
+    stop_grace: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds the ranks get to save after a SIGTERM before they are killed.",
+    )
 
     _provenance: dict[str, str] = PrivateAttr(default_factory=dict)
     _layers: list[Layer] = PrivateAttr(default_factory=list)

@@ -45,6 +45,7 @@ from ezpz.extras import require
 from ezpz.log import get_logger
 from ezpz.net import free_port
 from ezpz.ranks import RankInfo, rank_info
+from ezpz.runtime.stop import arm
 
 if TYPE_CHECKING:
     import torch
@@ -399,6 +400,8 @@ def setup_torch(
         MissingExtraError: torch is not installed.
     """
     torch = _torch()
+    # A warning (SIGUSR2) from now on is kept for should_stop(), not fatal.
+    arm()
     info = rank_info()
     init_timeout = _as_timedelta(timeout)
     device_type = detect_device_type()

@@ -122,6 +122,7 @@ class Scheduler(ABC):
             files=files,
             timeout=spec.timeout,
             retries=spec.retries,
+            stop_grace=spec.stop_grace,
             spec={**spec.model_dump(mode="json", exclude={"command"}), "accelerators_per_node": lay.accelerators},
             left_out=allocation.left_out,
             spares=allocation.spares,
