@@ -22,6 +22,7 @@ The scheduler's own lines (``#PBS``, ``#SBATCH``) come from its adapter's
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -30,7 +31,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 
 from ezpz.errors import LaunchError, SchedulerError, SpecError, closest, plural
-from ezpz.launch.execute import run_command
+from ezpz.launch.execute import STOPPED_EXIT, run_command
 from ezpz.launch.resolve import choose
 from ezpz.model.batch import (
     BatchScript,
@@ -45,11 +46,51 @@ from ezpz.plugins.manager import schedulers
 from ezpz.plugins.registry import pick
 from ezpz.schedulers.base import Scheduler
 
-__all__ = ["check_request", "plan_submit", "render_script", "submit_script"]
+__all__ = [
+    "DEFAULT_MAX_REQUEUES",
+    "DEFAULT_WARNING",
+    "WARNING_SIGNALS",
+    "check_request",
+    "parse_signal",
+    "plan_submit",
+    "render_script",
+    "submit_script",
+]
 
 _WORD = re.compile(r"^[^\s'\"\\]+$")
 # What qsub and sbatch --parsable print on success: "8123456.aurora-pbs-0001..." / "123" / "123;cluster".
 _JOB_ID = re.compile(r"^(\d+(?:\.[\w.-]+)?)(?:;\S+)?$")
+# --signal in Slurm's spelling: [B:]SIG@SECONDS (SIG with or without "SIG").
+_SIGNAL = re.compile(r"^(?:B:)?(?:SIG)?([A-Z][A-Z0-9]*)@(\d+)$")
+
+#: Signals --signal may ask for: catchable, and not SIGUSR1 (NCCL's).
+WARNING_SIGNALS = ("USR2", "TERM", "INT", "HUP", "URG", "XCPU", "ALRM")
+#: The warning and the requeue limit when --requeue comes without --signal / --max-requeues.
+DEFAULT_WARNING = "USR2@120"
+DEFAULT_MAX_REQUEUES = 3
+#: Slurm keeps the lead time in 16 bits.
+_MAX_LEAD = 65535
+
+
+def parse_signal(text: str) -> tuple[str, int]:
+    """Return (signal name without ``SIG``, lead seconds) from ``SIG@SECONDS``; raise :class:`SpecError`.
+
+    Slurm's own spelling: ``USR2@120`` asks for SIGUSR2 120 s before the
+    walltime ends; ``SIGUSR2@120`` and ``B:USR2@120`` mean the same.
+    """
+    raw = str(text).strip()
+    match = _SIGNAL.match(raw.upper())
+    hint = f"write SIG@SECONDS, e.g. --signal USR2@120; SIG is one of {', '.join(WARNING_SIGNALS)}"
+    if match is None:
+        raise SpecError("--signal is not SIG@SECONDS", raw, hint)
+    name, lead = match.group(1), int(match.group(2))
+    if name == "USR1":
+        raise SpecError("--signal USR1 is NCCL's signal and never a warning", raw, hint)
+    if name not in WARNING_SIGNALS:
+        raise SpecError(f"--signal names an unknown or unusable signal SIG{name}", raw, hint)
+    if not 1 <= lead <= _MAX_LEAD:
+        raise SpecError(f"--signal lead time must be 1–{_MAX_LEAD} seconds", raw, hint)
+    return name, lead
 
 
 def check_request(request: SubmitRequest, settings: SubmitSettings, template: str | None = None) -> str | None:
@@ -97,9 +138,67 @@ def check_request(request: SubmitRequest, settings: SubmitSettings, template: st
                 f"--time {format_walltime(request.walltime)}",
                 f"{queue} takes {limits.describe()}; queues of {where}: {known}",
             )
+    if request.warning is not None and request.warning[1] >= request.walltime:
+        name, lead = request.warning
+        raise SpecError(
+            f"--signal lead time {lead} s is not shorter than the walltime {format_walltime(request.walltime)}",
+            f"--signal {name}@{lead}",
+            f"pass --signal {name}@SECONDS with SECONDS below {request.walltime}, or a longer --time",
+        )
+    if not 0 <= request.requeue <= 100:
+        raise SpecError("requeue must be 0–100 times", request.requeue)
+    if request.requeue:
+        if not settings.requeue:
+            raise SpecError(f"{where} does not allow jobs to requeue", "--requeue", "submit without --requeue")
+        if queue is not None and queue in settings.queues and not settings.queues[queue].requeue:
+            allowed = [name for name, limits in settings.queues.items() if limits.requeue]
+            raise SpecError(
+                f"queue {queue!r} of {where} does not allow jobs to requeue",
+                "--requeue",
+                f"queues that do: {', '.join(allowed)}" if allowed else "submit without --requeue",
+            )
     if settings.account_required and not request.account:
         raise SpecError(f"no account given; {where} requires one", None, "pass --account PROJECT (or set EZPZ_ACCOUNT)")
     return queue
+
+
+def _run_lines(adapter: Scheduler, request: SubmitRequest, launch: str, kept: str | None) -> list[str]:
+    """The script's body: the launch line, and with a warning the trap, timer and requeue around it."""
+    if request.warning is None:
+        return [launch]
+    name, lead = request.warning
+    lines = [
+        f"# SIG{name} reaches this shell; ezpz launch passes it to the ranks as SIGUSR2,",
+        f"# they save and stop, and ezpz launch exits {STOPPED_EXIT} (docs/long-runs.md).",
+        f"trap 'kill -USR2 $launch' {name}",
+        f"{launch} &",
+        "launch=$!",
+    ]
+    if adapter.batch_times_warning:
+        lines += [
+            f"# No signal comes before the walltime ends: this timer sends it {lead} s early.",
+            f"(sleep {request.walltime - lead} && kill -{name} $$) &",
+        ]
+    lines += [
+        "code=0; wait $launch || code=$?",
+        "# A trapped signal interrupts wait: wait again until ezpz launch has exited.",
+        "while kill -0 $launch 2>/dev/null; do code=0; wait $launch || code=$?; done",
+    ]
+    if request.requeue:
+        count, again = adapter.batch_requeue(kept or "")
+        limit = request.requeue
+        lines += [
+            f"if [ $code -eq {STOPPED_EXIT} ]; then",
+            f"    count={count}",
+            f"    if [ $count -lt {limit} ]; then",
+            f'        echo "ezpz: the ranks stopped at the warning; requeue $((count + 1)) of {limit}" >&2',
+            f"        {again}",
+            "    else",
+            f'        echo "ezpz: the ranks stopped at the warning; requeued {limit} times already, not again" >&2',
+            "    fi",
+            "fi",
+        ]
+    return [*lines, "exit $code"]
 
 
 def render_script(
@@ -125,6 +224,13 @@ def render_script(
     queue = check_request(request, settings, template)
     header = adapter.batch_header(request, settings, queue, ranks_per_node, gpus_per_node)
     origin = f"template {template}" if template else "no template"
+    # A job that requeues by submitting its script again needs a copy it can
+    # read: kept in the submission directory, named after its content.
+    kept = None
+    if request.requeue:
+        digest = hashlib.sha1("\n".join([*header.directives, shlex.join(launch_argv)]).encode()).hexdigest()[:8]
+        kept = f"{request.job_name}-{digest}.ezpz.{adapter.name}"
+    body = _run_lines(adapter, request, shlex.join(launch_argv), kept)
     lines = [
         header.shebang,
         *header.directives,
@@ -132,18 +238,22 @@ def render_script(
         "",
         *header.prologue,
         *settings.setup,
-        shlex.join(launch_argv),
+        *body,
         "",
     ]
-    return BatchScript(scheduler=adapter.name, text="\n".join(lines), submit_argv=adapter.submit_argv)
+    keep = kept if kept is not None and kept in "\n".join(body) else None
+    return BatchScript(scheduler=adapter.name, text="\n".join(lines), submit_argv=adapter.submit_argv, kept=keep)
 
 
 def submit_script(script: BatchScript, directory: str | None = None) -> str:
     """Submit ``script`` with ``qsub`` / ``sbatch`` and return the job id.
 
     The script is written to a temporary file (both commands copy it at
-    submission) that is removed afterwards.  A failed submission raises
-    :class:`SchedulerError` carrying the command's first line of output.
+    submission) that is removed afterwards, except a script that must be kept
+    (:attr:`BatchScript.kept`): that one is written to ``directory`` (default:
+    the current directory, which becomes the job's ``$PBS_O_WORKDIR``) and
+    stays.  A failed submission raises :class:`SchedulerError` carrying the
+    command's first line of output.
     """
     command = script.submit_argv[0]
     if shutil.which(command) is None:
@@ -154,12 +264,17 @@ def submit_script(script: BatchScript, directory: str | None = None) -> str:
         )
     with tempfile.NamedTemporaryFile("w", prefix="ezpz-submit-", suffix=".sh", dir=directory, delete=False) as handle:
         handle.write(script.text)
+    path = handle.name
+    if script.kept is not None:
+        path = os.path.join(directory or os.getcwd(), script.kept)
+        os.replace(handle.name, path)
     try:
-        done = run_command([*script.submit_argv, handle.name], timeout=60)
+        done = run_command([*script.submit_argv, path], timeout=60)
     except LaunchError as exc:
         raise SchedulerError(f"{command} could not run", exc.given, exc.hint) from None
     finally:
-        os.unlink(handle.name)
+        if script.kept is None:
+            os.unlink(path)
     out = done.stdout + done.stderr
     if done.returncode != 0:
         text = out.strip()
@@ -199,6 +314,9 @@ def plan_submit(
     filesystems: str | None = None,
     job_name: str = "ezpz",
     output: str | None = None,
+    signal: str | None = None,
+    requeue: bool = False,
+    max_requeues: int | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> BatchScript:
     """Resolve template and scheduler, check the request, and render the batch script.
@@ -208,6 +326,10 @@ def plan_submit(
     ``launch_options`` are the launch options as the user wrote them; they are
     repeated on the ``ezpz launch`` line inside the script.  ``nodes``
     defaults to what ``-nh`` (or ``-n`` / ``-ppn``) asks for, else 1.
+    ``signal`` (``SIG@SECONDS``) asks for the warning; ``requeue`` requeues
+    the job after the ranks stopped at it, at most ``max_requeues`` times
+    (default :data:`DEFAULT_MAX_REQUEUES`; giving it implies ``requeue``),
+    with the warning :data:`DEFAULT_WARNING` when ``signal`` is not given.
     """
     choice = choose(layers, environ, batch=True)
     spec, template = choice.spec, choice.template
@@ -225,6 +347,9 @@ def plan_submit(
             f"--nodes {count}",
             f"pass --nodes {needed} or more, or fewer hosts to ezpz launch",
         )
+    if max_requeues is not None and not 1 <= max_requeues <= 100:
+        raise SpecError("--max-requeues must be 1–100", max_requeues, "or leave it out for 3 (with --requeue)")
+    requeues = (max_requeues or DEFAULT_MAX_REQUEUES) if requeue or max_requeues is not None else 0
     request = SubmitRequest(
         nodes=count,
         walltime=parse_walltime(time),
@@ -233,6 +358,8 @@ def plan_submit(
         filesystems=filesystems,
         job_name=job_name,
         output=output,
+        warning=parse_signal(signal) if signal else (parse_signal(DEFAULT_WARNING) if requeues else None),
+        requeue=requeues,
     )
     extra: list[str] = []
     # The job must use the template this script was written for, even when it

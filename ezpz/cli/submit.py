@@ -22,7 +22,20 @@ __all__ = ["register"]
 
 # Launch's own output switches; submit has its own --dry-run.
 _NOT_LAUNCH = {"ctx", "dry_run", "as_json"}
-_SUBMIT = {"nodes", "time", "queue", "account", "filesystems", "job_name", "output", "dry_run"}
+_SUBMIT = {
+    "nodes",
+    "time",
+    "queue",
+    "account",
+    "filesystems",
+    "job_name",
+    "output",
+    "dry_run",
+    # issue 15: warning and requeue
+    "signal",
+    "requeue",
+    "max_requeues",
+}
 
 
 def _submit_options(
@@ -40,6 +53,19 @@ def _submit_options(
     job_name: Annotated[str, typer.Option("--job-name", help="The job's name.")] = "ezpz",
     output: Annotated[str | None, typer.Option("--output", help="File for the job's output.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the batch script; submit nothing.")] = False,
+    # issue 15: warning and requeue
+    signal: Annotated[
+        str | None,
+        typer.Option("--signal", help="Warn the ranks SECONDS before the walltime ends: SIG@SECONDS, e.g. USR2@120."),
+    ] = None,
+    requeue: Annotated[
+        bool,
+        typer.Option("--requeue", help="Requeue the job after the ranks stopped at the warning (default USR2@120)."),
+    ] = False,
+    max_requeues: Annotated[
+        int | None,
+        typer.Option("--max-requeues", help="Requeue at most this many times (implies --requeue; default 3)."),
+    ] = None,
 ) -> None:
     """Carries the submit options' declarations (see :func:`_signature`)."""
 
@@ -84,6 +110,7 @@ def submit(ctx: typer.Context, **options: Any) -> int:
         launch_layers(ctx, options),
         _launch_options(ctx),
         **{k: options[k] for k in ("nodes", "time", "queue", "account", "filesystems", "job_name", "output")},
+        **{k: options[k] for k in ("signal", "requeue", "max_requeues")},
     )
     if options["dry_run"]:
         typer.echo(script.text, nl=False)

@@ -57,6 +57,11 @@ class SubmitRequest:
         job_name: the job's name.
         output: file for the job's output; ``None`` for the scheduler's default
             (PBS) or ``<job_name>-<jobid>.out`` (Slurm).
+        warning: (signal name, seconds): the job gets that signal this long
+            before its walltime ends, and ``ezpz launch`` passes it on to
+            the ranks as SIGUSR2 (see ``docs/long-runs.md``).
+        requeue: put the job back in the queue when the ranks stopped at the
+            warning, at most this many times (0: never).
     """
 
     nodes: int
@@ -66,6 +71,8 @@ class SubmitRequest:
     filesystems: str | None = None
     job_name: str = "ezpz"
     output: str | None = None
+    warning: tuple[str, int] | None = None
+    requeue: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,11 +83,15 @@ class BatchScript:
         scheduler: the adapter's name (``pbs``, ``slurm``, a plugin's).
         text: the script.
         submit_argv: the submit command, to which the script's path is appended.
+        kept: file name (in the submission directory) the script is kept
+            under for a job that requeues by submitting itself again;
+            ``None``: the script is not kept.
     """
 
     scheduler: str
     text: str
     submit_argv: tuple[str, ...]
+    kept: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,7 @@ class QueueLimits(BaseModel):
     option: Literal["partition", "qos"] | None = Field(
         None, description="Slurm only: request this queue with --partition or --qos (default: [submit].queue_option)."
     )
+    requeue: bool = Field(True, description="Jobs in this queue may requeue themselves (ezpz submit --requeue).")
 
     @field_validator("max_walltime")
     @classmethod
@@ -175,6 +187,7 @@ class SubmitSettings(BaseModel):
     queue_option: Literal["partition", "qos"] = Field("partition", description="Slurm: how a queue is requested.")
     constraint: str | None = Field(None, description="Slurm: --constraint= (e.g. gpu).")
     setup: list[str] = Field(default_factory=list, description="Shell lines that set up the site's environment.")
+    requeue: bool = Field(True, description="The site lets jobs requeue themselves (ezpz submit --requeue).")
 
     @model_validator(mode="after")
     def _default_known(self) -> SubmitSettings:

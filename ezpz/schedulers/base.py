@@ -144,6 +144,20 @@ class Scheduler(ABC):
         """
         raise SchedulerError(f"the {self.name} scheduler has no batch system to submit to", self.name)
 
+    # issue 15: the warning before the walltime, and requeue
+    #: The batch system sends no signal before the walltime ends, so the
+    #: script times the warning itself.
+    batch_times_warning: ClassVar[bool] = False
+
+    def batch_requeue(self, kept: str) -> tuple[str, str]:
+        """Shell for a job that requeues itself: (its earlier requeues, the command that requeues it).
+
+        ``kept`` is the file name, in the submission directory, under which
+        ``ezpz submit`` keeps the script for a batch system that requeues by
+        submitting it again.  Adapters that can requeue override this.
+        """
+        raise SchedulerError(f"the {self.name} scheduler cannot requeue a job", "--requeue", "submit without --requeue")
+
 
 def _hostfile(
     spec: LaunchSpec, allocation: Allocation, lay: Layout, launcher: str

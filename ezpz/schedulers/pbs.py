@@ -78,4 +78,17 @@ class PBS(Scheduler):
         lines.append("#PBS -j oe")
         if request.output:
             lines.append(f"#PBS -o {request.output}")
+        if request.requeue:
+            # Rerunnable: PBS may itself requeue the job (node failure, preemption).
+            lines.append("#PBS -r y")
         return BatchHeader("#!/bin/bash -l", lines, ['cd "$PBS_O_WORKDIR"'])
+
+    #: PBS Pro sends no signal before the walltime ends (only SIGTERM at it).
+    batch_times_warning = True
+
+    def batch_requeue(self, kept: str) -> tuple[str, str]:
+        """The job submits its kept script again: ``qrerun`` needs PBS operator privilege.
+
+        The count travels with each new job as ``EZPZ_REQUEUE_COUNT`` (``qsub -v``).
+        """
+        return "${EZPZ_REQUEUE_COUNT:-0}", f'qsub -v EZPZ_REQUEUE_COUNT=$((count + 1)) "$PBS_O_WORKDIR/{kept}"'

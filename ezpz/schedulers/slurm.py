@@ -109,4 +109,14 @@ class Slurm(Scheduler):
             lines.append(f"#SBATCH --constraint={settings.constraint}")
         lines.append(f"#SBATCH --time={format_walltime(request.walltime)}")
         lines.append(f"#SBATCH --output={request.output or request.job_name + '-%j.out'}")
+        if request.warning is not None:
+            # B: the batch shell gets the signal and passes it on (see ezpz.submit).
+            lines.append(f"#SBATCH --signal=B:{request.warning[0]}@{request.warning[1]}")
+        if request.requeue:
+            # A requeued run appends to the first run's output instead of replacing it.
+            lines += ["#SBATCH --requeue", "#SBATCH --open-mode=append"]
         return BatchHeader("#!/bin/bash", lines)
+
+    def batch_requeue(self, kept: str) -> tuple[str, str]:
+        """``scontrol requeue``: the job keeps its id; Slurm counts in ``SLURM_RESTART_COUNT``."""
+        return "${SLURM_RESTART_COUNT:-0}", 'scontrol requeue "$SLURM_JOB_ID"'

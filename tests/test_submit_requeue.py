@@ -1,0 +1,189 @@
+"""``ezpz submit --requeue --signal SIG@SECONDS``: golden scripts and bad input.
+
+The scripts are rendered through the real Typer command and compared with
+``tests/golden/submit/`` (rewrite with ``pytest tests/test_submit_requeue.py
+--regen-golden`` and review the diff).
+There is no PBS server for this machine: the PBS script is checked as golden
+text only (``qsub`` is a fake on ``PATH`` where a submission is needed).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ezpz.cli import main
+from ezpz.errors import SpecError
+from ezpz.submit import WARNING_SIGNALS, parse_signal
+
+GOLDEN = Path(__file__).parent / "golden" / "submit"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No scheduler job, no EZPZ_* settings, a hostname that matches no site template."""
+    for key in list(os.environ):
+        if key.startswith(("EZPZ_", "PBS_", "SLURM_")) or key == "CPU_BIND":
+            monkeypatch.delenv(key)
+    monkeypatch.setattr(socket, "gethostname", lambda: "laptop")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:
+    code = main(["submit", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+CASES: dict[str, list[str]] = {
+    name: shlex.split(line)
+    for name, line in {
+        "slurm-requeue.sbatch": "--scheduler slurm --nodes 2 -ppn 2 --time 00:10:00 -q debug --requeue"
+        " --max-requeues 2 --signal USR2@90 -- python train.py --checkpoint-dir ckpt",
+        "perlmutter-signal.sbatch": "-t perlmutter --nodes 1 --time 30:00 -A m1234_g --signal SIGTERM@300"
+        " -- python train.py",
+        "aurora-requeue.pbs": "-t aurora --nodes 2 --time 1:00:00 -q debug -A datascience --requeue"
+        " -- python3 train.py --checkpoint-dir /flare/proj/ckpt",
+    }.items()
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden_requeue_script(name: str, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
+    code, out, err = run_cli(capsys, ["--dry-run", *CASES[name]])
+    assert code == 0, err
+    path = GOLDEN / name
+    if request.config.getoption("--regen-golden"):
+        path.write_text(out)
+    assert path.exists(), f"missing golden {path}; create it with pytest {__file__} --regen-golden and review it"
+    assert out == path.read_text()
+
+
+def test_slurm_script_asks_for_the_warning_and_requeues_on_75(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, ["--dry-run", *CASES["slurm-requeue.sbatch"]])
+    assert code == 0
+    lines = out.splitlines()
+    for expected in (
+        "#SBATCH --signal=B:USR2@90",
+        "#SBATCH --requeue",
+        "#SBATCH --open-mode=append",
+        "trap 'kill -USR2 $launch' USR2",
+        "if [ $code -eq 75 ]; then",
+        "    if [ $count -lt 2 ]; then",
+        '        scontrol requeue "$SLURM_JOB_ID"',
+        "exit $code",
+    ):
+        assert expected in lines, expected
+    launch = next(line for line in lines if line.startswith("ezpz launch"))
+    assert shlex.split(launch)[-5:] == ["python", "train.py", "--checkpoint-dir", "ckpt", "&"]
+
+
+def test_pbs_script_times_the_warning_and_resubmits_its_kept_copy(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, ["--dry-run", *CASES["aurora-requeue.pbs"]])
+    assert code == 0
+    lines = out.splitlines()
+    assert "#PBS -r y" in lines
+    # --requeue alone: the warning is USR2 120 s before the 1 h walltime.
+    assert "(sleep 3480 && kill -USR2 $$) &" in lines
+    resubmit = next(line for line in lines if "qsub" in line)
+    assert resubmit.strip().startswith("qsub -v EZPZ_REQUEUE_COUNT=$((count + 1))")
+    assert resubmit.strip().endswith('.ezpz.pbs"')
+    assert "    count=${EZPZ_REQUEUE_COUNT:-0}" in lines
+
+
+def test_pbs_requeue_keeps_the_script_it_submits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """qsub is a fake on PATH (no PBS server here): the script it got is kept where the job resubmits it."""
+    fake = tmp_path / "bin" / "qsub"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/qsub-args\necho 123.pbs-server\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, CASES["aurora-requeue.pbs"])
+    assert (code, out.strip()) == (0, "123.pbs-server"), err
+    submitted = Path((tmp_path / "qsub-args").read_text().split()[-1])
+    assert submitted.parent == tmp_path and submitted.name.endswith(".ezpz.pbs")
+    text = submitted.read_text()
+    assert f'"$PBS_O_WORKDIR/{submitted.name}"' in text
+
+
+BAD = [
+    (["--signal", "USR2"], "--signal is not SIG@SECONDS (given 'USR2'); write SIG@SECONDS, e.g. --signal USR2@120"),
+    (["--signal", "USR2@"], "--signal is not SIG@SECONDS (given 'USR2@')"),
+    (["--signal", "@120"], "--signal is not SIG@SECONDS"),
+    (["--signal", "USR2@-5"], "--signal is not SIG@SECONDS"),
+    (["--signal", "USR1@120"], "--signal USR1 is NCCL's signal"),
+    (["--signal", "KILL@120"], "unknown or unusable signal SIGKILL (given 'KILL@120'); write SIG@SECONDS"),
+    (["--signal", "USR2@0"], "lead time must be 1–65535 seconds"),
+    (["--signal", "USR2@600"], "--signal lead time 600 s is not shorter than the walltime 00:10:00"),
+    (["--requeue", "--time", "00:01:30"], "--signal lead time 120 s is not shorter than the walltime 00:01:30"),
+    (["--max-requeues", "0"], "--max-requeues must be 1–100 (given 0)"),
+    (["--max-requeues", "101"], "--max-requeues must be 1–100 (given 101)"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD, ids=[needle for _, needle in BAD])
+def test_bad_signal_or_requeue_is_one_line_exit_2(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--scheduler", "slurm", "--nodes", "1", "--time", "00:10:00"]
+    code, out, err = run_cli(capsys, [*base, *args, "--dry-run", "--", "python3", "train.py"])
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert needle in err
+
+
+def _site(tmp_path: Path, site_requeue: bool, queue_requeue: bool) -> Path:
+    path = tmp_path / "site.toml"
+    path.write_text(
+        'description = "a site for the test"\nscheduler = "slurm"\n\n'
+        f"[submit]\nrequeue = {str(site_requeue).lower()}\n\n"
+        f'[submit.queues.preempt]\nmax_nodes = 4\nmax_walltime = "02:00:00"\nrequeue = {str(queue_requeue).lower()}\n\n'
+        '[submit.queues.regular]\nmax_nodes = 4\nmax_walltime = "02:00:00"\n'
+    )
+    return path
+
+
+def test_requeue_in_a_queue_that_forbids_it_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = _site(tmp_path, site_requeue=True, queue_requeue=False)
+    args = ["-t", str(site), "--time", "10:00", "-q", "preempt", "--requeue", "--dry-run", "--", "python3", "t.py"]
+    code, out, err = run_cli(capsys, args)
+    assert (code, out) == (2, "")
+    assert (
+        err
+        == "error: queue 'preempt' of template site does not allow jobs to requeue (given '--requeue'); queues that do: regular\n"
+    )
+    # Without --requeue the same queue is fine.
+    assert run_cli(capsys, [a for a in args if a != "--requeue"])[0] == 0
+
+
+def test_requeue_at_a_site_that_forbids_it_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = _site(tmp_path, site_requeue=False, queue_requeue=True)
+    code, out, err = run_cli(
+        capsys, ["-t", str(site), "--time", "10:00", "-q", "regular", "--requeue", "--dry-run", "--", "python3", "t.py"]
+    )
+    assert (code, out) == (2, "")
+    assert err == "error: template site does not allow jobs to requeue (given '--requeue'); submit without --requeue\n"
+
+
+@pytest.mark.parametrize("name", WARNING_SIGNALS)
+def test_every_warning_signal_parses_in_each_spelling(name: str) -> None:
+    for text in (f"{name}@60", f"SIG{name}@60", f"B:{name}@60", f"{name.lower()}@60"):
+        assert parse_signal(text) == (name, 60)
+
+
+@given(st.text(max_size=30))
+def test_any_signal_text_parses_or_is_one_spec_error(text: str) -> None:
+    try:
+        name, lead = parse_signal(text)
+    except SpecError as exc:
+        assert "\n" not in exc.line()
+    else:
+        assert name in WARNING_SIGNALS and 1 <= lead <= 65535
