@@ -111,8 +111,9 @@ def test_an_interrupted_run_is_not_retried(tmp_path: Path) -> None:
         "time.sleep(20); raise SystemExit(9)\n"
     )
     signal_me_when(up, signal.SIGTERM)
-    assert execute(plan_running(code, retries=2)) == 128 + signal.SIGTERM
-    assert starts.read_text() == "x"
+    slept: list[float] = []
+    assert execute(plan_running(code, retries=2), sleep=slept.append) == 128 + signal.SIGTERM
+    assert starts.read_text() == "x" and slept == []
 
 
 def test_the_idle_watchdog_stops_a_silent_launcher(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -132,3 +133,29 @@ def test_output_keeps_the_watchdog_quiet() -> None:
     """Silent for at most 0.25 s at a time, 4 s in all: a 3 s watchdog must not fire."""
     code = "import time\nfor _ in range(16):\n    print('.', flush=True); time.sleep(0.25)\n"
     assert execute(plan_running(code, timeout=3.0)) == 0
+
+
+def test_failed_runs_are_retried_with_exponential_backoff_up_to_60_s(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    code = f"import pathlib; p = pathlib.Path({str(starts)!r}); p.write_text(p.read_text() + 'x' if p.exists() else 'x'); raise SystemExit(7)"
+    slept: list[float] = []
+    assert execute(plan_running(code, retries=8), sleep=slept.append) == 7
+    assert slept == [1, 2, 4, 8, 16, 32, 60, 60]  # before each retry, never before the first start
+    assert starts.read_text() == "x" * 9
+
+
+def test_a_retry_that_succeeds_ends_the_loop(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    code = (
+        f"import pathlib; p = pathlib.Path({str(starts)!r}); n = len(p.read_text()) if p.exists() else 0; "
+        "p.write_text('x' * (n + 1)); raise SystemExit(0 if n == 1 else 5)"
+    )
+    slept: list[float] = []
+    assert execute(plan_running(code, retries=5), sleep=slept.append) == 0
+    assert slept == [1] and starts.read_text() == "xx"
+
+
+def test_no_retries_means_one_start_and_no_sleep() -> None:
+    slept: list[float] = []
+    assert execute(plan_running("raise SystemExit(4)"), sleep=slept.append) == 4
+    assert slept == []

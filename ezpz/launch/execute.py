@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -291,7 +291,9 @@ class _Run:
         return 128 - code if code < 0 else code
 
 
-def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
+def execute(
+    plan: Plan, environ: Mapping[str, str] | None = None, *, sleep: Callable[[float], None] = time.sleep
+) -> int:
     """Run ``plan``; return the launcher's exit code (124 on idle timeout).
 
     SIGINT and SIGTERM sent to this process are forwarded to the launcher's
@@ -300,7 +302,7 @@ def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
     SIGUSR2, the warning, is passed on to the ranks and the run goes on; if
     they then all exit 0 the result is :data:`STOPPED_EXIT`.  A failed run is
     retried ``plan.retries`` times with exponential backoff (1 s, 2 s, 4 s, …
-    at most 60 s); an interrupted or warned run is never retried.  With spare
+    at most 60 s, waited with ``sleep``); an interrupted or warned run is never retried.  With spare
     hosts (``plan.failover``), each retry replaces the first failing rank's host
     by a spare, and the launch stops when none is left.
     """
@@ -313,7 +315,7 @@ def execute(plan: Plan, environ: Mapping[str, str] | None = None) -> int:
         if attempt:
             delay = min(2.0 ** (attempt - 1), 60.0)
             log.warning("launch failed with exit %d; retry %d/%d in %.0fs", code, attempt, plan.retries, delay)
-            time.sleep(delay)
+            sleep(delay)
         sup = session.supervisor(plan) if session is not None else None
         extra = {"EZPZ_ATTEMPT": str(attempt)}
         if session is not None:
