@@ -121,11 +121,11 @@ def test_broken_environments_are_one_dist_error_line(environ: dict[str, str], li
     assert err.value.line().startswith(line), err.value.line()
 
 
-def test_zero_local_world_is_tolerated_for_local_rank_0_only() -> None:
-    # LOCAL_WORLD_SIZE=0 (a broken launcher) still lets local rank 0 through, not 1.
-    assert info(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", LOCAL_WORLD_SIZE="0") == (0, 2, 0, 0, "RANK")
+@pytest.mark.parametrize("local_rank", ["0", "1"])
+def test_a_zero_local_world_is_refused(local_rank: str) -> None:
+    environ = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": local_rank, "LOCAL_WORLD_SIZE": "0"}
     with pytest.raises(DistError, match="local rank is outside the node"):
-        rank_info({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "0"})
+        rank_info(environ)
 
 
 def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
