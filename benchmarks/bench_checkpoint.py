@@ -156,6 +156,12 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32, help="sequences per rank per step")
     p.add_argument("--strategy", default="ddp", help="as the example's --strategy (ddp, fsdp, hsdp)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS per rank; >1 on a busy machine makes every parallel copy wait for descheduled threads",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write all figures here as JSON")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--dir", help=argparse.SUPPRESS)
@@ -172,14 +178,17 @@ def main() -> None:
             figures = Path(tmp) / "figures.json"
             cmd = [sys.executable, "-m", "ezpz", "launch", "-n", str(world), "--", sys.executable, __file__]
             cmd += ["--worker", f"--dir={tmp}/ckpt", f"--figures={figures}", *passthrough]
-            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // world))}
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
             if done.returncode != 0:
                 raise SystemExit(f"benchmark run failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
             results.append(json.loads(figures.read_text()))
     load = os.getloadavg()[0]
     print(f"model: GPT {args.layers} layers, dim {args.dim}, seq {args.seq_len}, batch/rank {args.batch_size}, AdamW")
-    print(f"load average {load:.1f} on {os.cpu_count()} cores; medians of {args.repeats} rounds")
+    print(
+        f"load average {load:.1f} on {os.cpu_count()} cores; OMP_NUM_THREADS={args.threads}; "
+        f"medians of {args.repeats} rounds"
+    )
     print(
         "| ranks | checkpoint | step | blocking save | async: call returns | async: files complete "
         "| loop blocked: blocking / async | async hides | window cost: blocking / async |"
