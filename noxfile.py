@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, typecheck, docs, bench.
+"""Developer sessions: tests, lint, typecheck, docs, bench, mutate.
 
 ``nox`` (lint, typecheck, docs, tests) is the README's test command and what
 ``.ci/run`` runs.
@@ -13,7 +13,10 @@ fresh clone installs torch once; lint and docs keep their own small ones.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 
 import nox
@@ -126,3 +129,53 @@ def bench(session: nox.Session) -> None:
     _shared(session)
     for name in wanted:
         _run_shared(session, *BENCHMARKS[name])
+
+
+MUTMUT = "mutmut==3.8.1"
+#: Mutant status -> counted as killed?  ("no tests": no selected test runs that code.)
+_KILLED = {"killed": True, "timeout": True, "segfault": True, "caught by type check": True}
+
+
+def mutation_scores(results: str) -> dict[str, Counter[str]]:
+    """Per module, the count of each mutant status in ``mutmut results --all true`` output."""
+    scores: dict[str, Counter[str]] = {}
+    for line in results.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if not sep or "__mutmut_" not in name:
+            continue
+        module = re.split(r"\.x[_ǁ]", name, maxsplit=1)[0]
+        scores.setdefault(module, Counter())[status] += 1
+    return scores
+
+
+@nox.session(venv_backend="none")
+def mutate(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of the pure core, configured in [tool.mutmut]; not a default session.
+
+    Starts from scratch each time (mutmut's cache does not notice changed tests), prints the
+    score per module and the survivors.  ``nox -s mutate -- 'ezpz.ranks*'`` mutates only those.
+    """
+    _shared(session)
+    session.run_install(str(_bin() / "python"), "-m", "pip", "install", "--quiet", MUTMUT, external=True)
+    shutil.rmtree("mutants", ignore_errors=True)
+    env = {
+        "PATH": f"{_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
+        "VIRTUAL_ENV": str(SHARED.resolve()),
+        "EZPZ_HYPOTHESIS_EXAMPLES": "30",
+    }
+    jobs = str(os.cpu_count() or 2)
+    session.run(str(_bin() / "mutmut"), "run", "--max-children", jobs, *session.posargs, env=env, external=True)
+    results = session.run(str(_bin() / "mutmut"), "results", "--all", "true", env=env, external=True, silent=True)
+    total: Counter[str] = Counter()
+    for module, counts in sorted(mutation_scores(str(results)).items()):
+        total += counts
+        killed = sum(n for status, n in counts.items() if _KILLED.get(status))
+        rest = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()) if not _KILLED.get(status))
+        session.log(
+            f"{module}: {killed}/{counts.total()} killed ({100 * killed / counts.total():.1f} %){'; ' + rest if rest else ''}"
+        )
+    killed = sum(n for status, n in total.items() if _KILLED.get(status))
+    session.log(f"all: {killed}/{total.total()} killed ({100 * killed / max(total.total(), 1):.1f} %)")
+    for line in str(results).splitlines():
+        if line.strip().endswith(": survived"):
+            session.log(f"survivor: {line.strip().removesuffix(': survived')} (mutmut show NAME)")
