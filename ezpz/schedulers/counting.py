@@ -74,6 +74,10 @@ def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
     defaults to the accelerators per node (slots, or 1 on CPU-only nodes);
     with nothing, every host at that default.  Fewer hosts than the job uses the
     first ones.
+
+    One function on purpose (~60 lines): the rules read top to bottom in the
+    order ``docs/launch.md`` gives them, and ``tests/test_counting_model.py``
+    checks them as one model.
     """
     prov = spec.provenance
     if spec.accelerators_per_node is not None:
