@@ -33,7 +33,7 @@ from itertools import combinations
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ezpz.errors import EzpzError, SchedulerError, SpecError
+from ezpz.errors import EzpzError, SchedulerError, SpecError, plural
 from ezpz.model.plan import Plan
 from ezpz.model.spec import LaunchSpec
 from ezpz.plugins.manager import schedulers
@@ -95,7 +95,9 @@ def only_np(np: int, job: Job) -> tuple[int, int] | Refusal:
     if accel > 0 and not (job.oversubscribe and np > accel * avail):
         nhosts = -(-np // accel)
         if nhosts > avail:
-            return Refusal(SpecError, f"np={np} needs {nhosts} hosts at {accel} accelerators per node")
+            return Refusal(
+                SpecError, f"np={np} needs {plural(nhosts, 'host')} at {plural(accel, 'accelerator')} per node"
+            )
         if np % nhosts:
             return Refusal(SpecError, f"np={np} does not split evenly over the {nhosts} hosts")
         return nhosts, np // nhosts
@@ -153,7 +155,7 @@ def predict(asked: Asked, job: Job) -> Counts | Refusal:
     if job.slots is not None and not job.oversubscribe and ppn > min(job.slots[:nh]):
         return Refusal(SchedulerError, f"more ranks per host than the job's slots ({min(job.slots[:nh])})")
     if accel > 0 and ppn > accel and not job.oversubscribe:
-        return Refusal(SpecError, f"ppn exceeds the {accel} accelerators per node")
+        return Refusal(SpecError, f"ppn exceeds the {plural(accel, 'accelerator')} per node")
     if job.launcher in ("hydra", "openmpi") and job.cpu_bind in PALS_BINDINGS:
         return Refusal(SpecError, "cpu binding is PALS syntax")
     return Counts(np, ppn, nh)

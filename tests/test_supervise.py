@@ -76,7 +76,7 @@ def test_first_failure_stops_the_others_and_is_explained(tmp_path):
     assert "rank 2 failed first: exit 1" in summary
     assert f"host {os.uname().nodename}" in summary
     assert "RuntimeError: rank 2 lost its optimizer state" in summary
-    assert "3 other rank(s) ended after it" in summary
+    assert "3 other ranks ended after it" in summary
     # Collateral ranks are never named as the cause.
     assert not re.search(r"rank [013] failed", summary)
     log = (tmp_path / "run" / "rank-2.log").read_text()

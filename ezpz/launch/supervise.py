@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ezpz.errors import LaunchError
+from ezpz.errors import LaunchError, plural
 from ezpz.model.console import parse_ranks
 
 if TYPE_CHECKING:
@@ -500,7 +500,7 @@ class Supervisor:
         still = self.np - len(self.ends)
         if others or still:
             lines.append(
-                f"{len(others) + still} other rank(s) ended after it (stopped, or failing because it failed;"
+                f"{plural(len(others) + still, 'other rank')} ended after it (stopped, or failing because it failed;"
                 " not the cause)"
             )
         lines.append(f"its log: {log_path(first.rank)}")

@@ -357,7 +357,7 @@ def wrap_hsdp(
         return model
     mesh = device_mesh if device_mesh is not None else hsdp_mesh(shard_size, device_type)
     replicas, shards = mesh.shape
-    log.info("wrap_hsdp: %d replica group(s) x %d-way sharding", replicas, shards)
+    log.info("wrap_hsdp: %s x %d-way sharding", plural(replicas, "replica group"), shards)
     return wrap_fsdp(
         model,
         dtype=dtype,
