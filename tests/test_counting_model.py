@@ -99,10 +99,10 @@ def only_np(np: int, job: Job) -> tuple[int, int] | Refusal:
                 SpecError, f"np={np} needs {plural(nhosts, 'host')} at {plural(accel, 'accelerator')} per node"
             )
         if np % nhosts:
-            return Refusal(SpecError, f"np={np} does not split evenly over the {nhosts} hosts")
+            return Refusal(SpecError, f"np={np} does not split evenly over the {plural(nhosts, 'host')}")
         return nhosts, np // nhosts
     if np > avail and np % avail:
-        return Refusal(SpecError, f"np={np} is not divisible by the job's {avail} hosts")
+        return Refusal(SpecError, f"np={np} is not divisible by the job's {plural(avail, 'host')}")
     nhosts = min(np, avail)
     return nhosts, np // nhosts
 
