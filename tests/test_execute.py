@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import alive
 
 from ezpz.launch.execute import GRACE, TIMEOUT_EXIT, execute
 from ezpz.model.plan import Plan
@@ -27,15 +28,6 @@ def plan_running(code: str, **changes: object) -> Plan:
     """A real rendered plan whose launcher is ``python -c CODE``."""
     rendered = LaunchSpec(command=["true"], np=1, master_port=29500).render({"PATH": os.environ["PATH"]})
     return dataclasses.replace(rendered, argv=(sys.executable, "-c", code), files=(), **changes)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 def signal_me_when(path: Path, sig: int) -> threading.Thread:

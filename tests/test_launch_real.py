@@ -9,9 +9,7 @@ test hides the venv's ``mpiexec`` by pointing ``sys.executable`` elsewhere.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import alive, records
 
 PAYLOADS = Path(__file__).parent / "payloads"
 EZPZ = [sys.executable, "-m", "ezpz"]
@@ -26,22 +25,6 @@ EZPZ = [sys.executable, "-m", "ezpz"]
 
 def ezpz(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*EZPZ, *args], capture_output=True, text=True, timeout=timeout, **kw)
-
-
-def records(stdout: str) -> list[dict]:
-    # hydra forwards rank output in chunks, so two ranks' lines can share a line.
-    found = (json.loads(match) for match in re.findall(r"\{[^{}]*\}", stdout))
-    return sorted(found, key=lambda r: int(r["RANK"]))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 def test_four_ranks_get_torchrun_env_and_allreduce_is_right():

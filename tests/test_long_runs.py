@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from procs import alive
 
 from ezpz.errors import DistError
 from ezpz.launch.execute import STOPPED_EXIT
@@ -39,15 +40,6 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.1)
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie is dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 class Launch:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import alive, records
 
 PAYLOADS = Path(__file__).parent / "payloads"
 EZPZ = [sys.executable, "-m", "ezpz"]
@@ -87,20 +88,6 @@ def ezpz(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.Co
     return subprocess.run(
         [*EZPZ, "launch", "--launcher", "openmpi", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
-
-
-def records(stdout: str) -> list[dict]:
-    found = (json.loads(match) for match in re.findall(r"\{[^{}]*\}", stdout))
-    return sorted(found, key=lambda r: int(r["RANK"]))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 def test_four_ranks_get_torchrun_env_and_allreduce_is_right(openmpi_env):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import alive
 
 PAYLOAD = Path(__file__).parent / "payloads" / "supervise_cases.py"
 BIN = Path(sys.executable).parent
@@ -47,14 +48,6 @@ def launch(
 
 def result(tmp: Path) -> dict:
     return json.loads((tmp / "run" / "result.json").read_text())
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def rank_pids(tmp: Path) -> list[int]:
