@@ -180,9 +180,10 @@ def _run_lines(adapter: Scheduler, request: SubmitRequest, launch: str, kept: st
             f"(sleep {request.walltime - lead} && kill -{name} $$) &",
         ]
     lines += [
+        "# A trapped signal interrupts wait (status 128+n): wait until ezpz launch has exited,",
+        "# then once more for its own exit status, which the shell keeps.",
+        "while kill -0 $launch 2>/dev/null; do wait $launch; done",
         "code=0; wait $launch || code=$?",
-        "# A trapped signal interrupts wait: wait again until ezpz launch has exited.",
-        "while kill -0 $launch 2>/dev/null; do code=0; wait $launch || code=$?; done",
     ]
     if request.requeue:
         count, again = adapter.batch_requeue(kept or "")

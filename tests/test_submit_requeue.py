@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -215,7 +216,8 @@ def test_slurm_job_saves_at_the_warning_requeues_itself_and_resumes(tmp_path: Pa
     ``--signal=B:USR2@…`` makes Slurm send before the walltime), so the test
     does not wait for a walltime.  A requeued job waits for its credential
     to expire (about 120 s) before it is eligible again; the test moves its
-    start time to now with ``scontrol update`` to skip that wait.
+    start time to now with ``scontrol update`` to skip that wait (2 s after
+    the requeue, see below).
     """
     slurm.require_cluster()
     env = slurm.slurm_env(
@@ -230,10 +232,12 @@ def test_slurm_job_saves_at_the_warning_requeues_itself_and_resumes(tmp_path: Pa
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     ckpt = tmp_path / "ckpt"
     log = tmp_path / "job.out"
+    # 400 steps (a few seconds): the warning, sent at step 5, must reach the
+    # ranks before they finish, however loaded the machine.
     example = [
         sys.executable,
         str(REPO / "examples" / "train_transformer.py"),
-        *shlex.split("--random --layers 1 --heads 2 --dim 32 --seq-len 16 --batch-size 4 --max-steps 40"),
+        *shlex.split("--random --layers 1 --heads 2 --dim 32 --seq-len 16 --batch-size 4 --max-steps 400"),
         *shlex.split("--save-every 1000 --eval-batches 1 --sample-tokens 4"),
         "--checkpoint-dir",
         str(ckpt),
@@ -248,7 +252,7 @@ def test_slurm_job_saves_at_the_warning_requeues_itself_and_resumes(tmp_path: Pa
     job = done.stdout.strip()
     try:
         deadline = time.monotonic() + 120
-        while "step 5/40 " not in (log.read_text() if log.exists() else ""):
+        while "step 5/400 " not in (log.read_text() if log.exists() else ""):
             assert time.monotonic() < deadline, f"the job never reached step 5: {_job(job)}"
             time.sleep(0.1)
         subprocess.run(["scancel", "--signal=USR2", "--batch", job], check=True, timeout=10)
@@ -256,10 +260,13 @@ def test_slurm_job_saves_at_the_warning_requeues_itself_and_resumes(tmp_path: Pa
         while _job(job).get("Restarts") != "1" or _job(job).get("JobState") != "PENDING":
             assert time.monotonic() < deadline, f"the job did not requeue: {_job(job)}\n{log.read_text()}"
             time.sleep(0.5)
+        # slurmd revoked the old credential at the requeue, to the second; a
+        # credential issued in that same second counts as revoked too ("Job
+        # credential revoked", the job FAILS), so the start moves only after it.
+        time.sleep(2)
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=10)
         deadline = time.monotonic() + 300
-        while _job(job).get("JobState") != "COMPLETED":
-            state = _job(job).get("JobState")
+        while (state := _job(job).get("JobState")) != "COMPLETED":
             assert state in ("PENDING", "RUNNING", "COMPLETING"), f"{state}\n{log.read_text()}"
             assert time.monotonic() < deadline, f"the requeued job did not complete: {_job(job)}"
             time.sleep(0.5)
@@ -275,4 +282,41 @@ def test_slurm_job_saves_at_the_warning_requeues_itself_and_resumes(tmp_path: Pa
     step = k.pop()
     assert "ezpz: the ranks stopped at the warning; requeue 1 of 1" in text
     assert f"resumed from step {step}" in text
-    assert "step 40/40 " in text
+    assert "step 400/400 " in text
+
+
+def test_script_exits_with_the_launch_status_however_fast_the_launch_stops(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The warning trap interrupts ``wait``; the script must still exit with ezpz launch's own status.
+
+    Run for real in bash, 30 times, with a fake ``ezpz`` on PATH that exits
+    75 the instant it gets SIGUSR2 (as a launch whose ranks saved quickly
+    does).  A script that takes the interrupted wait's 140 for the launch's
+    status when the launch is already gone by the next check (a race CI hit
+    on the Slurm cluster) fails this.
+    """
+    code, out, err = run_cli(
+        capsys, ["--scheduler", "slurm", "--nodes", "1", "--time", "00:10:00", "--signal", "USR2@60", "--dry-run"]
+        + ["--", "python3", "train.py"]
+    )  # fmt: skip
+    assert code == 0, err
+    script = tmp_path / "job.sbatch"
+    script.write_text(out)
+    ready = tmp_path / "ready"
+    fake = tmp_path / "bin" / "ezpz"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/bash\ntrap 'exit 75' USR2\ntouch {ready}\nwhile :; do :; done\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+    codes = []
+    for _ in range(30):
+        ready.unlink(missing_ok=True)
+        job = subprocess.Popen(["bash", str(script)], env=env)
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert time.monotonic() < deadline, "the fake ezpz launch never started"
+            time.sleep(0.01)
+        job.send_signal(signal.SIGUSR2)
+        codes.append(job.wait(timeout=30))
+    assert set(codes) == {75}, codes
