@@ -170,7 +170,8 @@ def _run_lines(adapter: Scheduler, request: SubmitRequest, launch: str, kept: st
     lines = [
         f"# SIG{name} reaches this shell; ezpz launch passes it to the ranks as SIGUSR2,",
         f"# they save and stop, and ezpz launch exits {STOPPED_EXIT} (docs/long-runs.md).",
-        f"trap 'kill -USR2 $launch' {name}",
+        "# Passed on once: a second signal while ezpz launch exits could cost bash its status.",
+        f"trap 'trap \"\" {name}; kill -USR2 $launch' {name}",
         f"{launch} &",
         "launch=$!",
     ]
@@ -180,8 +181,8 @@ def _run_lines(adapter: Scheduler, request: SubmitRequest, launch: str, kept: st
             f"(sleep {request.walltime - lead} && kill -{name} $$) &",
         ]
     lines += [
-        "# A trapped signal interrupts wait (status 128+n): wait until ezpz launch has exited,",
-        "# then once more for its own exit status, which the shell keeps.",
+        "# The trapped signal interrupts wait (status 128+n): wait until ezpz launch has",
+        "# exited, then once more for its own exit status, which the shell keeps.",
         "while kill -0 $launch 2>/dev/null; do wait $launch; done",
         "code=0; wait $launch || code=$?",
     ]

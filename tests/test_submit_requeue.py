@@ -83,7 +83,7 @@ def test_slurm_script_asks_for_the_warning_and_requeues_on_75(capsys: pytest.Cap
         "#SBATCH --signal=B:USR2@90",
         "#SBATCH --requeue",
         "#SBATCH --open-mode=append",
-        "trap 'kill -USR2 $launch' USR2",
+        "trap 'trap \"\" USR2; kill -USR2 $launch' USR2",
         "if [ $code -eq 75 ]; then",
         "    if [ $count -lt 2 ]; then",
         '        scontrol requeue "$SLURM_JOB_ID"',
@@ -290,11 +290,14 @@ def test_script_exits_with_the_launch_status_however_fast_the_launch_stops(
 ) -> None:
     """The warning trap interrupts ``wait``; the script must still exit with ezpz launch's own status.
 
-    Run for real in bash, 30 times, with a fake ``ezpz`` on PATH that exits
-    75 the instant it gets SIGUSR2 (as a launch whose ranks saved quickly
-    does).  A script that takes the interrupted wait's 140 for the launch's
-    status when the launch is already gone by the next check (a race CI hit
-    on the Slurm cluster) fails this.
+    Run for real in bash, 30 times, with a fake ``ezpz`` on PATH that, on
+    SIGUSR2, signals the batch shell once more (a second warning: the PBS
+    timer and ``qsig``, or ``--signal`` and a manual ``scancel --signal``)
+    and exits 75 at once.  Planted bugs this fails on: taking the
+    interrupted wait's 140 for the launch's status (the script before this
+    test: 140 in some of the 30 runs), and a trap that stays armed, where
+    bash 5.2 loses the status of a child that exits while the second trap
+    runs (255).
     """
     code, out, err = run_cli(
         capsys, ["--scheduler", "slurm", "--nodes", "1", "--time", "00:10:00", "--signal", "USR2@60", "--dry-run"]
@@ -306,7 +309,7 @@ def test_script_exits_with_the_launch_status_however_fast_the_launch_stops(
     ready = tmp_path / "ready"
     fake = tmp_path / "bin" / "ezpz"
     fake.parent.mkdir()
-    fake.write_text(f"#!/bin/bash\ntrap 'exit 75' USR2\ntouch {ready}\nwhile :; do :; done\n")
+    fake.write_text(f"#!/bin/bash\ntrap 'kill -USR2 $PPID; exit 75' USR2\ntouch {ready}\nwhile :; do :; done\n")
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
     codes = []
