@@ -240,7 +240,6 @@ TOO_LONG_FOR_NOW = {
     "ezpz.launch.execute.execute": "launch/execute.py is being reworked",
     "ezpz.cli.launch.launch": "cli/ is being reworked",
     "ezpz.cli.args.split_args": "cli/ is being reworked",
-    "ezpz.launch.supervise": "being split",
     "ezpz.runtime.checkpoint": "being split",
     "ezpz.runtime.dist": "being split",
     "ezpz.envs.yeet": "being split",
