@@ -21,7 +21,7 @@ from torch import nn  # noqa: E402
 
 import ezpz  # noqa: E402
 from ezpz.errors import CheckpointError  # noqa: E402
-from ezpz.runtime import checkpoint, dist  # noqa: E402
+from ezpz.runtime import checkpoint, checkpoint_save, dist  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -264,10 +264,10 @@ def test_info_file_records_step_world_and_extra(tmp_path):
 @given(st.one_of(st.integers(max_value=-1), st.booleans(), st.floats(), st.text(max_size=4), st.none()))
 def test_any_bad_step_is_a_checkpoint_error(value):
     with pytest.raises(CheckpointError, match="step must be a non-negative integer"):
-        checkpoint._check_args(value, 3, None)
+        checkpoint_save._check_args(value, 3, None)
 
 
 @given(st.one_of(st.integers(max_value=0), st.booleans(), st.floats(), st.text(max_size=4)))
 def test_any_bad_keep_is_a_checkpoint_error(value):
     with pytest.raises(CheckpointError, match="keep must be a positive integer or None"):
-        checkpoint._check_args(1, value, None)
+        checkpoint_save._check_args(1, value, None)
