@@ -21,7 +21,8 @@ torch = pytest.importorskip("torch")
 
 from ezpz.errors import DistError, MissingExtraError  # noqa: E402
 from ezpz.ranks import RankInfo  # noqa: E402
-from ezpz.runtime import dist  # noqa: E402
+from ezpz.runtime import dist, rendezvous  # noqa: E402
+from ezpz.runtime.device import set_device  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -294,7 +295,7 @@ def test_bad_arguments(no_launcher, kwargs, match):
 def test_multi_rank_without_a_way_to_meet_fails_before_touching_env(no_launcher):
     no_launcher.setenv("RANK", "1")
     no_launcher.setenv("WORLD_SIZE", "2")
-    no_launcher.setattr(dist, "_mpi_comm", no_mpi)
+    no_launcher.setattr(rendezvous, "_mpi_comm", no_mpi)
     before = dict(os.environ)
     with pytest.raises(DistError, match="cannot agree on a rendezvous"):
         dist.setup_torch()
@@ -395,7 +396,7 @@ def test_set_device_picks_device_zero_of_a_masked_rank(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", picked.append)
     monkeypatch.setenv("EZPZ_DEVICE_VAR", "CUDA_VISIBLE_DEVICES")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    dist._set_device(torch, "cuda", 1)
+    set_device(torch, "cuda", 1)
     monkeypatch.delenv("EZPZ_DEVICE_VAR")
-    dist._set_device(torch, "cuda", 3)
+    set_device(torch, "cuda", 3)
     assert picked == [0, 1]
