@@ -241,7 +241,6 @@ TOO_LONG_FOR_NOW = {
     "ezpz.cli.launch.launch": "cli/ is being reworked",
     "ezpz.cli.args.split_args": "cli/ is being reworked",
     "ezpz.envs.yeet": "being split",
-    "ezpz.runtime.wrap": "being split",
     "ezpz.submit.plan_submit": "being split",
     "ezpz.submit.check_request": "being split",
     "ezpz.envs.pack.tar_env": "being split",
@@ -249,8 +248,6 @@ TOO_LONG_FOR_NOW = {
     "ezpz.envs.yeet.yeet_env": "being split",
     "ezpz.data.text.prepare_text": "being split",
     "ezpz.data.loader.build_loader": "being split",
-    "ezpz.runtime.wrap.wrap_model": "being split",
-    "ezpz.runtime.wrap.wrap_hsdp": "being split",
     "ezpz.runtime.report.write_report": "being split",
 }
 

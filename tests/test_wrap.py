@@ -15,7 +15,7 @@ from torch import nn  # noqa: E402
 
 from ezpz.errors import DistError  # noqa: E402
 from ezpz.ranks import RankInfo  # noqa: E402
-from ezpz.runtime import dist, wrap  # noqa: E402
+from ezpz.runtime import dist, fsdp, wrap  # noqa: E402
 from ezpz.runtime.profiling import attach_step_profiler  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -92,9 +92,9 @@ def test_hsdp_validation_in_one_process(monkeypatch, tmp_path):
 
 def test_hsdp_mesh_needs_a_divisor_of_the_world(monkeypatch):
     # Mock: a 6-rank world whose nodes run 4 ranks each (uneven); no mesh is built before the check.
-    monkeypatch.setattr(wrap, "_world", lambda: 6)
+    monkeypatch.setattr(fsdp, "world_size", lambda: 6)
     monkeypatch.setattr(
-        wrap, "rank_info", lambda: RankInfo(rank=0, world_size=6, local_rank=0, local_world_size=4, source="test")
+        fsdp, "rank_info", lambda: RankInfo(rank=0, world_size=6, local_rank=0, local_world_size=4, source="test")
     )
     with pytest.raises(DistError) as err:
         wrap.hsdp_mesh()
