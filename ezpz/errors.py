@@ -113,9 +113,8 @@ def closest(given: str, valid: Iterable[str]) -> str:
 
     options = sorted(valid)
     text = "valid: " + (", ".join(options) if options else "(none)")
-    match = difflib.get_close_matches(given, options, n=1)
-    if match:
-        text += f"; did you mean {match[0]!r}?"
+    for match in difflib.get_close_matches(given, options, n=1):
+        text += f"; did you mean {match!r}?"
     return text
 
 

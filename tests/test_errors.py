@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ezpz import errors
@@ -21,6 +23,8 @@ def test_one_line_is_one_line_and_never_ends_in_dot_semicolon() -> None:
     assert one_line("trailing;, ", "v") == "trailing (given 'v')"
     assert one_line("a\nb", "c\nd", "e\nf") == "a b (given 'c\\nd'); e f"
     assert one_line("a", 1.5, "x\ny") == "a (given 1.5); x y"
+    assert one_line("no value for X", "") == "no value for X (given '')"  # only punctuation is stripped
+    assert one_line("not a directory", Path("/x y")) == "not a directory (given /x y)"  # str(), not repr()
 
 
 def test_an_error_is_its_line() -> None:
@@ -40,6 +44,8 @@ def test_closest_lists_the_valid_names_and_suggests_one() -> None:
     assert closest("auroa", ["polaris", "aurora"]) == "valid: aurora, polaris; did you mean 'aurora'?"
     assert closest("zzz", ["polaris", "aurora"]) == "valid: aurora, polaris"
     assert closest("x", []) == "valid: (none)"
+    # one suggestion, the closest, even when several are close
+    assert closest("auroa", ["aurore", "aurora", "aurorb"]) == "valid: aurora, aurorb, aurore; did you mean 'aurora'?"
 
 
 def test_plural() -> None:

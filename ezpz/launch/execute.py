@@ -4,7 +4,8 @@
 starts the launcher in its own process group, forwards SIGINT/SIGTERM to that
 group (escalating to SIGKILL if the ranks do not exit), passes the warning
 signal (SIGUSR2) on to the ranks without stopping the run, runs the idle
-watchdog and the retry loop, and returns the launcher's exit code.
+watchdog and the retry loop, and returns the launcher's exit code (what the
+end of an attempt means lives in :mod:`ezpz.launch.outcome`).
 :func:`capture` runs a short helper command and returns its output.
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from ezpz.errors import LaunchError
+from ezpz.launch.outcome import STOPPED_EXIT, TIMEOUT_EXIT, backoff, exit_status, retry, signal_exit
 from ezpz.launch.supervise import Session, Supervisor, first_failure
 from ezpz.log import get_logger
 from ezpz.model.plan import Plan
@@ -32,12 +34,6 @@ from ezpz.schedulers.placement import fail_over
 
 __all__ = ["STOPPED_EXIT", "TIMEOUT_EXIT", "WARNING_SIGNAL", "capture", "execute", "find_launcher", "run_command"]
 
-#: Exit status of a run killed by the idle watchdog (as coreutils ``timeout``).
-TIMEOUT_EXIT = 124
-#: Exit status of a run whose ranks got the warning and then all exited 0:
-#: stopped early with its state saved; the same command resumes it
-#: (``EX_TEMPFAIL``).  ``ezpz submit --requeue`` requeues on it.
-STOPPED_EXIT = 75
 #: The warning signal: received by ``ezpz launch``, passed on to the ranks.
 WARNING_SIGNAL = signal.SIGUSR2
 #: Seconds between SIGTERM and SIGKILL when stopping the launcher's group
@@ -268,7 +264,7 @@ class _Run:
             if self.signalled is not None:
                 self.reason = "signal"
                 self.stop(self.signalled)
-                code = 128 + self.signalled
+                code = signal_exit(self.signalled)
                 break
             if self.sup is not None and self.sup.first is not None:
                 # One rank failed: stop the others now (hydra would let them run on).
@@ -286,9 +282,7 @@ class _Run:
             pump.join(5)
         if code == 0 and self.warned:
             log.warning("the ranks stopped at the warning: exit %d; run the same command again to resume", STOPPED_EXIT)
-            return STOPPED_EXIT
-        # A launcher killed by a signal reports 128 + signal, as a shell does.
-        return 128 - code if code < 0 else code
+        return exit_status(code, self.warned)
 
 
 def execute(
@@ -313,34 +307,11 @@ def execute(
     code = 0
     for attempt in range(plan.retries + 1):
         if attempt:
-            delay = min(2.0 ** (attempt - 1), 60.0)
+            delay = backoff(attempt)
             log.warning("launch failed with exit %d; retry %d/%d in %.0fs", code, attempt, plan.retries, delay)
             sleep(delay)
-        sup = session.supervisor(plan) if session is not None else None
-        extra = {"EZPZ_ATTEMPT": str(attempt)}
-        if session is not None:
-            extra["EZPZ_RUN_DIR"] = str(session.dir.resolve())
-        run = _Run(plan, (binary, *plan.argv[1:]), {**env, **extra}, sup)
-        previous = {}
-
-        def forward(signum: int, _frame: object, run: _Run = run) -> None:
-            if signum == WARNING_SIGNAL:
-                run.warn_pending = True
-            else:
-                run.signalled = signum
-
-        main_thread = threading.current_thread() is threading.main_thread()
-        if main_thread:
-            for sig in (signal.SIGINT, signal.SIGTERM, WARNING_SIGNAL):
-                previous[sig] = signal.signal(sig, forward)
-        try:
-            code = run.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        if session is not None and sup is not None:
-            code = session.finish(sup, code, run.reason, attempt)
-        if code in (0, STOPPED_EXIT) or run.signalled is not None or run.warned or attempt == plan.retries:
+        code, run = _attempt(plan, binary, env, session, attempt)
+        if not retry(code, attempt, plan.retries, interrupted=run.signalled is not None or run.warned):
             break
         if session is not None and run.reason == "exited":
             try:
@@ -349,6 +320,39 @@ def execute(
                 log.error("%s", exc.line())
                 break
     return code
+
+
+def _attempt(
+    plan: Plan, binary: str, env: Mapping[str, str], session: Session | None, attempt: int
+) -> tuple[int, _Run]:
+    """Run attempt ``attempt`` (0 is the first) with SIGINT, SIGTERM and the warning forwarded to it.
+
+    Returns its exit code (the session's verdict when supervised) and the run.
+    """
+    sup = session.supervisor(plan) if session is not None else None
+    extra = {"EZPZ_ATTEMPT": str(attempt)}
+    if session is not None:
+        extra["EZPZ_RUN_DIR"] = str(session.dir.resolve())
+    run = _Run(plan, (binary, *plan.argv[1:]), {**env, **extra}, sup)
+
+    def forward(signum: int, _frame: object) -> None:
+        if signum == WARNING_SIGNAL:
+            run.warn_pending = True
+        else:
+            run.signalled = signum
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM, WARNING_SIGNAL):
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        code = run.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if session is not None and sup is not None:
+        code = session.finish(sup, code, run.reason, attempt)
+    return code, run
 
 
 def _fail_over(plan: Plan, run_dir: Path) -> Plan:

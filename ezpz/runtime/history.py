@@ -43,7 +43,6 @@ the default" (see ``docs/history.md``).
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -60,6 +59,17 @@ from typing import Any
 from ezpz.errors import HistoryError
 from ezpz.log import get_logger
 from ezpz.ranks import rank_info
+from ezpz.runtime.crossrank import (
+    Stat,
+    capacity_for,
+    check_rows,
+    cross_rank_stats,
+    grown,
+    key_hash,
+    local_stats,
+    pack,
+    row_stats,
+)
 from ezpz.runtime.metrics_io import METRICS_FILE, JsonlWriter
 from ezpz.runtime.progress import Progress
 from ezpz.runtime.report import META_FILE, MetricTrack, fmt, write_report
@@ -72,7 +82,6 @@ _KEY = re.compile(r"[\w][\w.\-]*")
 _RESERVED = {"time"}
 _TRUTHY = {"1", "true", "yes", "on"}
 _FALSY = {"0", "false", "no", "off", ""}
-_HEADER = 4  # calls, step, n_keys, error flag
 
 
 def _env_flag(name: str, default: bool) -> bool:
@@ -104,51 +113,9 @@ def _pick(arg: Any, env: str, default: bool) -> bool:
     return _env_flag(env, default) if arg is None else bool(arg)
 
 
-def _key_hash(key: str) -> float:
-    """48-bit hash of ``key`` plus one: exact in float64 and never 0 (the empty slot)."""
-    return float(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=6).digest(), "big") + 1)
-
-
 def _redact(text: str) -> str:
     secret = os.environ.get("WANDB_API_KEY")
     return text.replace(secret, "***") if secret else text
-
-
-class Stat(tuple):
-    """Cross-rank statistics of one metric at one step: ``(mean, std, min, max, n)``."""
-
-    __slots__ = ()
-
-    def __new__(cls, mean: float, std: float, lo: float, hi: float, n: int) -> Stat:
-        """Build from mean, population std, min, max and the number of ranks."""
-        return super().__new__(cls, (mean, std, lo, hi, n))
-
-    mean = property(lambda self: self[0], doc="mean over ranks")
-    std = property(lambda self: self[1], doc="population standard deviation over ranks")
-    min = property(lambda self: self[2], doc="minimum over ranks")
-    max = property(lambda self: self[3], doc="maximum over ranks")
-    n = property(lambda self: self[4], doc="number of ranks that reported the metric")
-
-    def as_dict(self) -> dict[str, float]:
-        """Return ``{"mean", "std", "min", "max", "n"}``."""
-        return {"mean": self[0], "std": self[1], "min": self[2], "max": self[3], "n": self[4]}
-
-
-def cross_rank_stats(values: list[float]) -> Stat:
-    """Mean, population std, min and max of one metric's per-rank values (float64).
-
-    Finite values use compensated two-pass sums (:func:`math.fsum`), exact
-    for ``1e6 + ε``.  Any NaN makes every statistic NaN; an inf (no NaN)
-    gives an IEEE mean, exact min/max and a NaN std.
-    """
-    n = len(values)
-    if all(math.isfinite(v) for v in values):
-        mean = math.fsum(values) / n
-        std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / n)
-        return Stat(mean, std, min(values), max(values), n)
-    if any(math.isnan(v) for v in values):
-        return Stat(math.nan, math.nan, math.nan, math.nan, n)
-    return Stat(sum(values) / n, math.nan, min(values), max(values), n)
 
 
 def _torch_dist() -> ModuleType | None:
@@ -240,19 +207,15 @@ class History:
         self.tracks: dict[str, MetricTrack] = {}
         self.started = time.time()
         self._calls = 0
-        self._capacity = 1 << max(5, (len(self.keys or ()) - 1).bit_length())
+        self._capacity = capacity_for(len(self.keys or ()))
         self._hashes: dict[str, float] = {}
         self._warned: set[str] = set()
         self._device: Any = None
         self._writer: JsonlWriter | None = None
         self._meta_written = False
         self._world = 1
-        want_jsonl = jsonl if isinstance(jsonl, (str, os.PathLike)) else _pick(jsonl, "EZPZ_HISTORY_JSONL", True)
-        if self.rank == 0 and (want_jsonl or self.report):
-            self._make_run_dir()
-        if self.rank == 0 and want_jsonl:
-            path = Path(want_jsonl) if isinstance(want_jsonl, (str, os.PathLike)) else self.run_dir / METRICS_FILE
-            self._writer = JsonlWriter(path, max_bytes)
+        if self.rank == 0:
+            self._open_files(jsonl, max_bytes)
         self._wandb, self._wandb_owned = self._setup_wandb(wandb) if self.rank == 0 else (None, False)
         self.progress = Progress(total, rank=self.rank) if total is not None else None
         #: The absolute path of ``report.md`` once :meth:`finalize` wrote it.
@@ -265,6 +228,15 @@ class History:
         if dist is not None and dist.is_available() and dist.is_initialized():
             return int(dist.get_rank())
         return rank_info().rank
+
+    def _open_files(self, jsonl: bool | str | os.PathLike[str] | None, max_bytes: int) -> None:
+        """On rank 0: make the run directory when anything goes there, open the JSONL writer."""
+        want_jsonl = jsonl if isinstance(jsonl, (str, os.PathLike)) else _pick(jsonl, "EZPZ_HISTORY_JSONL", True)
+        if want_jsonl or self.report:
+            self._make_run_dir()
+        if want_jsonl:
+            path = Path(want_jsonl) if isinstance(want_jsonl, (str, os.PathLike)) else self.run_dir / METRICS_FILE
+            self._writer = JsonlWriter(path, max_bytes)
 
     def _make_run_dir(self) -> None:
         try:
@@ -360,7 +332,7 @@ class History:
                 error = self._check_key(key)
                 if error is not None:
                     return {}, error
-                self._hashes[key] = _key_hash(key)
+                self._hashes[key] = key_hash(key)
             if self.keys is not None and key not in self.keys:
                 self._warn_once(f"untracked:{key}", "History: metric %r is not in keys=; ignored", key)
                 continue
@@ -398,12 +370,8 @@ class History:
         torch = sys.modules["torch"]
         if self._device is None:
             self._device = _collective_device(torch, dist)
-        keys = list(values)
-        width = _HEADER + 2 * self._capacity
-        vec = [float(self._calls), float(step), float(len(keys)), float(failed)]
-        for key in keys[: self._capacity]:
-            vec += (self._hashes[key], values[key])
-        vec += [0.0] * (width - len(vec))
+        vec = pack(self._calls, step, values, self._hashes, self._capacity, failed)
+        width = len(vec)
         world = dist.get_world_size()
         send = torch.tensor(vec, dtype=torch.float64, device=self._device)
         out = torch.empty(world * width, dtype=torch.float64, device=self._device)
@@ -418,58 +386,25 @@ class History:
             ) from None
         flat = out.cpu().tolist()
         rows = [flat[r * width : (r + 1) * width] for r in range(world)]
-        most = int(max(row[2] for row in rows))
-        if most > self._capacity and not any(row[3] for row in rows):
-            self._capacity = 1 << (most - 1).bit_length()
+        capacity = grown(rows, self._capacity)
+        if capacity is not None:
+            self._capacity = capacity
             return self._exchange(dist, step, values, failed)
         return rows
 
-    def _check_rows(self, rows: list[list[float]], error: HistoryError | None) -> None:
-        where = [(row[0], row[1]) for row in rows]
-        if len(set(where)) > 1:
-            raise HistoryError(
-                "History.update was not called on every rank at the same step",
-                ", ".join(f"rank {r}: call {int(c)} step {fmt(s)}" for r, (c, s) in enumerate(where)),
-                "call update() on every rank at every step, or pass distributed=False",
-            )
-        if error is not None:
-            raise error
-        failed = [r for r, row in enumerate(rows) if row[3]]
-        if failed:
-            raise HistoryError(
-                "History.update rejected the metrics of other ranks",
-                f"ranks {failed}",
-                "see the error those ranks raised",
-            )
-
     def _stats(self, values: dict[str, float], rows: list[list[float]]) -> dict[str, Stat]:
-        n = len(values)
-        hashes = [self._hashes[k] for k in values]
-        end = _HEADER + 2 * n
-        if all(int(row[2]) == n and row[_HEADER:end:2] == hashes for row in rows):
-            columns = zip(*(row[_HEADER + 1 : end : 2] for row in rows), strict=True)
-            return {key: cross_rank_stats(list(col)) for key, col in zip(values, columns, strict=True)}
-        per_rank = []
-        for row in rows:
-            count = int(row[2])
-            pairs = row[_HEADER : _HEADER + 2 * count]
-            per_rank.append(dict(zip(pairs[0::2], pairs[1::2], strict=True)))
-        mine = set(hashes)
-        if any(set(d) != mine for d in per_rank):
-            missing = {k: [r for r, d in enumerate(per_rank) if self._hashes[k] not in d] for k in values}
-            missing = {k: v for k, v in missing.items() if v}
-            extra = [r for r, d in enumerate(per_rank) if set(d) - mine]
+        """The statistics of ``values`` over the ranks' rows; warns once when the ranks' metric sets differ."""
+        stats, mismatch = row_stats(values, [self._hashes[k] for k in values], rows)
+        if mismatch is not None:
             self._warn_once(
                 "mismatch",
                 "History: ranks report different metric sets; each statistic uses the ranks that "
                 "report it (n). Missing here -> ranks: %s; ranks with metrics rank %d lacks: %s",
-                missing or "none",
+                mismatch.missing or "none",
                 self.rank,
-                extra or "none",
+                mismatch.extra or "none",
             )
-        return {
-            key: cross_rank_stats([d[h] for d in per_rank if h in d]) for key, h in zip(values, hashes, strict=True)
-        }
+        return stats
 
     # ---------------------------------------------------------------- public
     def update(self, metrics: Mapping[str, Any], step: int | float | None = None) -> str:
@@ -498,13 +433,13 @@ class History:
         if dist is not None:
             rows = self._exchange(dist, float(step), values, error is not None)
             self._calls += 1
-            self._check_rows(rows, error)
+            check_rows(rows, error)
             stats = self._stats(values, rows)
         else:
             self._calls += 1
             if error is not None:
                 raise error
-            stats = {k: Stat(v, 0.0 if math.isfinite(v) else math.nan, v, v, 1) for k, v in values.items()}
+            stats = local_stats(values)
         for key, stat in stats.items():
             if key not in self.tracks:
                 self.tracks[key] = MetricTrack(self.max_points)
