@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from ezpz.errors import SchedulerError, SpecError
@@ -72,23 +72,10 @@ class Scheduler(ABC):
         lay = layout(spec, allocation)
         subset, hostfile, files = _hostfile(spec, allocation, lay, launcher)
         env, mask_note = _rank_env(spec, allocation, lay)
-        # Run supervision (#12): the shell shim on every rank, line labels, and
-        # srun stopping the step when a task fails.
         supervise = spec.rank_env
-        if supervise:
-            env["EZPZ_DUMP_SIGNAL"] = "ALRM"
-            if allocation.cpus:
-                env.setdefault("EZPZ_OMP_NUM_THREADS", str(max(1, allocation.cpus // lay.ppn)))
+        shim, labels = _supervision(spec, allocation, lay, launcher, writer.labels, env) if supervise else ([], [])
         if spec.ranks is not None:
             parse_ranks(spec.ranks, lay.np)
-        shim = ["sh", allocation.shim] if supervise else []
-        labels = list(writer.labels) if supervise else []
-        if (
-            supervise
-            and launcher == "srun"
-            and not any(f.startswith(("--kill-on-bad-exit", "-K")) for f in spec.launcher_flags)
-        ):
-            labels.append("--kill-on-bad-exit=1")
         parts = Parts(
             lay=lay,
             hostfile=hostfile,
@@ -100,14 +87,6 @@ class Scheduler(ABC):
             oversubscribe=spec.oversubscribe,
             supervise=supervise,
         )
-        provenance = {
-            **spec.provenance,
-            **lay.provenance,
-            **_cpu_bind_provenance(spec, lay.ppn),
-            "hosts": allocation.source,
-            "launcher": spec.provenance.get("launcher", f"default for {self.name}"),
-            **({"device_mask": mask_note} if spec.device_mask else {}),
-        }
         return Plan(
             argv=tuple(writer.argv(parts)),
             env=env,
@@ -118,7 +97,7 @@ class Scheduler(ABC):
             scheduler=self.name,
             launcher=launcher,
             template=spec.template,
-            provenance=provenance,
+            provenance=_provenance(self.name, spec, allocation, lay, mask_note),
             files=files,
             timeout=spec.timeout,
             retries=spec.retries,
@@ -202,6 +181,37 @@ def _rank_env(spec: LaunchSpec, allocation: Allocation, lay: Layout) -> tuple[di
         source=spec.provenance.get("device_mask", "spec"),
     )
     return {**env, **masks}, mask_note
+
+
+def _supervision(
+    spec: LaunchSpec, allocation: Allocation, lay: Layout, launcher: str, labels: Sequence[str], env: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    """Run supervision (#12): the shell shim on every rank and the launcher's line-label flags.
+
+    Adds the shim's variables to ``env``; srun also gets ``--kill-on-bad-exit=1``
+    (stop the step when a task fails) unless the flags already choose.
+    """
+    env["EZPZ_DUMP_SIGNAL"] = "ALRM"
+    if allocation.cpus:
+        env.setdefault("EZPZ_OMP_NUM_THREADS", str(max(1, allocation.cpus // lay.ppn)))
+    flags = list(labels)
+    if launcher == "srun" and not any(f.startswith(("--kill-on-bad-exit", "-K")) for f in spec.launcher_flags):
+        flags.append("--kill-on-bad-exit=1")
+    return ["sh", allocation.shim], flags
+
+
+def _provenance(
+    scheduler: str, spec: LaunchSpec, allocation: Allocation, lay: Layout, mask_note: str
+) -> dict[str, str]:
+    """Where each of the plan's values came from: the spec's layers, the counting, the allocation, the defaults."""
+    return {
+        **spec.provenance,
+        **lay.provenance,
+        **_cpu_bind_provenance(spec, lay.ppn),
+        "hosts": allocation.source,
+        "launcher": spec.provenance.get("launcher", f"default for {scheduler}"),
+        **({"device_mask": mask_note} if spec.device_mask else {}),
+    }
 
 
 def _cpu_bind_provenance(spec: LaunchSpec, ppn: int) -> dict[str, str]:

@@ -67,27 +67,7 @@ def select_hosts(
         for option, named in (("--include-hosts", wanted or set()), ("--exclude-hosts", out))
         if (missing := named - job)
     ]
-    left: list[tuple[str, str]] = list(alloc.left_out)
-    keep: list[int] = []
-    for i, host in enumerate(alloc.hosts):
-        if wanted is not None and host not in wanted:
-            left.append((host, "not in --include-hosts"))
-        elif host in out:
-            left.append((host, "excluded (--exclude-hosts)"))
-        else:
-            keep.append(i)
-    if wanted is not None and not wanted & job:
-        raise SpecError(
-            "no host of the job is in --include-hosts",
-            _shown(sorted(wanted)),
-            f"the job's hosts are {_shown(alloc.hosts)} ({alloc.source})",
-        )
-    if not keep:
-        raise SpecError(
-            "--exclude-hosts leaves out every host of the job",
-            _shown(sorted(out)),
-            f"the job's hosts are {_shown(alloc.hosts)} ({alloc.source}); leave at least one in",
-        )
+    keep, left = _usable(alloc, wanted, out)
     if spares >= len(keep):
         raise SpecError(
             f"no host left to run on beside the spares: the job has {len(keep)} usable hosts",
@@ -106,6 +86,35 @@ def select_hosts(
         left_out=tuple(left),
     )
     return Selection(chosen, tuple(warnings))
+
+
+def _usable(alloc: Allocation, wanted: set[str] | None, out: set[str]) -> tuple[list[int], list[tuple[str, str]]]:
+    """The indices of the hosts in ``wanted`` (all when None) and not in ``out``, and the left-out hosts with why.
+
+    Raises :class:`~ezpz.errors.SpecError` when none is left.
+    """
+    left: list[tuple[str, str]] = list(alloc.left_out)
+    keep: list[int] = []
+    for i, host in enumerate(alloc.hosts):
+        if wanted is not None and host not in wanted:
+            left.append((host, "not in --include-hosts"))
+        elif host in out:
+            left.append((host, "excluded (--exclude-hosts)"))
+        else:
+            keep.append(i)
+    if wanted is not None and not wanted & set(alloc.hosts):
+        raise SpecError(
+            "no host of the job is in --include-hosts",
+            _shown(sorted(wanted)),
+            f"the job's hosts are {_shown(alloc.hosts)} ({alloc.source})",
+        )
+    if not keep:
+        raise SpecError(
+            "--exclude-hosts leaves out every host of the job",
+            _shown(sorted(out)),
+            f"the job's hosts are {_shown(alloc.hosts)} ({alloc.source}); leave at least one in",
+        )
+    return keep, left
 
 
 class FailedRank(Protocol):
