@@ -123,7 +123,6 @@ def tar_env(
         EnvToolError: ``src`` is not a directory, ``out`` is inside ``src`` or
             not writable, a file of ``src`` cannot be read, or writing fails
             (for example, no space left).
-
     """
     env = env_at(src)
     out = Path(out).expanduser().absolute() if out else env.path.parent / f"{env.name}.tar.gz"
@@ -132,15 +131,7 @@ def tar_env(
         return Tarball(path=out, reused=True, files=0, size=out.stat().st_size)
     _check_out(env.path, out)
     entries, total = walk_tree(env.path)
-    # Ctrl-C / SIGTERM between creating the temporary file and the try below would
-    # leave it behind: hold them until the try that removes it is entered.
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        raise
-    tmp = Path(tmp_name)
+    fd, tmp, held = _hidden_temp(out)
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         _write_tar(fd, env.path, entries, level, progress, total)
@@ -148,17 +139,38 @@ def tar_env(
         os.replace(tmp, out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        hint = (
-            "free space there or pass --out elsewhere"
-            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-            else "pass --out elsewhere"
-        )
-        raise EnvToolError(f"cannot write the tarball: {exc.strerror or exc}", str(out), hint) from exc
+        raise _write_error(exc, out) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     log.info("packed %s (%d entries) into %s", env.path, len(entries), out)
     return Tarball(path=out, reused=False, files=len(entries), size=out.stat().st_size)
+
+
+def _hidden_temp(out: Path) -> tuple[int, Path, set[int | signal.Signals]]:
+    """Create a hidden temporary file beside ``out``; return it and the signal mask to restore.
+
+    Ctrl-C / SIGTERM between creating the file and the caller's ``try`` (which
+    removes it on failure) would leave it behind: they stay held until the
+    caller restores the returned mask inside that ``try``.
+    """
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    return fd, Path(tmp_name), held
+
+
+def _write_error(exc: OSError, out: Path) -> EnvToolError:
+    """The one-line error for a tarball that could not be written (a full disk says so)."""
+    hint = (
+        "free space there or pass --out elsewhere"
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+        else "pass --out elsewhere"
+    )
+    return EnvToolError(f"cannot write the tarball: {exc.strerror or exc}", str(out), hint)
 
 
 def _write_tar(fd: int, root: Path, entries: list[Path], level: int, progress: Progress | None, total: int) -> None:

@@ -3,7 +3,8 @@
 :func:`yeet_env` starts one worker per node (``python -m ezpz.envs``, through
 :mod:`ezpz.launch.execute`); :func:`yeet_worker` is that worker: rank 0 streams
 the tarred environment over MPI (mpi4py, the ``mpi`` extra), every node
-unpacks it into a staging directory, fixes the prefix and renames it into place.
+unpacks it into a staging directory, fixes the prefix and renames it into place
+(:mod:`ezpz.envs.receive`).
 The worker imports nothing of the launch side and no pydantic.
 """
 
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ezpz.envs.discover import PythonEnv, env_at
 from ezpz.envs.pack import TAR_FORMAT, byte_progress, is_inside, tar_env, walk_tree
+from ezpz.envs.receive import CHUNK, Receiver, fix_prefix, preflight
 from ezpz.errors import EnvToolError, plural
 from ezpz.extras import require
 from ezpz.log import get_logger
@@ -38,11 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["CHUNK", "NodeResult", "default_dst", "expand_dst", "fix_prefix", "yeet_env", "yeet_worker"]
 
 log = get_logger("ezpz.envs")
-
-#: Bytes per broadcast message.
-CHUNK = 8 << 20
-#: Files whose every mention of the old prefix is rewritten in the copy.
-_ACTIVATE = ("activate", "activate.csh", "activate.fish", "activate.nu", "activate.ps1", "activate.bat")
 
 
 @dataclass(frozen=True)
@@ -89,153 +86,6 @@ def _check_dst(src: Path, dst: Path) -> None:
         )
 
 
-def _existing_parent(path: Path) -> Path:
-    for parent in [path, *path.parents]:
-        if parent.exists():
-            return parent
-    return Path("/")
-
-
-def _preflight(dst: Path, need: int) -> str | None:
-    """Return why ``dst`` cannot take ``need`` bytes here, or ``None`` when it can."""
-    base = _existing_parent(dst.parent)
-    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
-        return f"{base} is not writable"
-    free = shutil.disk_usage(base).free
-    if free < need:
-        return f"not enough space in {base}: need {need >> 20} MiB, {free >> 20} MiB free"
-    return None
-
-
-def fix_prefix(root: Path, old: str, new: str) -> int:
-    """Point a copied environment at its new path; return the files changed.
-
-    Rewrites every mention of ``old`` in ``bin/activate*`` and ``pyvenv.cfg``,
-    and the ``#!`` line of scripts in ``bin/`` (console scripts such as
-    ``pip`` would otherwise run the interpreter of the original environment).
-    """
-    changed = 0
-    targets = [root / "pyvenv.cfg", *(p for p in (root / "bin").glob("*") if p.is_file())]
-    for path in targets:
-        if path.is_symlink() or not path.is_file():
-            continue
-        data = path.read_bytes()
-        if path.name in _ACTIVATE or path.name == "pyvenv.cfg":
-            fixed = data.replace(old.encode(), new.encode())
-        elif data.startswith(b"#!"):
-            line, sep, rest = data.partition(b"\n")
-            fixed = line.replace(old.encode(), new.encode()) + sep + rest
-        else:
-            continue
-        if fixed != data:
-            path.write_bytes(fixed)
-            changed += 1
-    return changed
-
-
-def _install(staged: Path, dst: Path) -> None:
-    """Move the complete copy ``staged`` to ``dst``, replacing any old copy."""
-    old = dst.parent / f".{dst.name}.yeet-old-{os.getpid()}"
-    had = dst.exists() or dst.is_symlink()
-    if had:
-        os.rename(dst, old)
-    try:
-        os.rename(staged, dst)
-    except BaseException:
-        if had:
-            os.rename(old, dst)
-        raise
-    if had:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-class _Receiver:
-    """Extracts a tar stream fed chunk by chunk into ``<dst>`` via a staging directory."""
-
-    def __init__(self, dst: Path, name: str, old_prefix: str) -> None:
-        self.dst = dst
-        self.stage = dst.parent / f".{dst.name}.yeet-{os.getpid()}.tmp"
-        self.name = name
-        self.old_prefix = old_prefix
-        self.error: str | None = None
-        self._lock = threading.Lock()
-        self._read, self._write = os.pipe()
-        self._thread = threading.Thread(target=self._extract, daemon=True)
-        self.stage.mkdir(parents=True)
-        self._thread.start()
-
-    def _extract(self) -> None:
-        try:
-            with os.fdopen(self._read, "rb") as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
-                if hasattr(tarfile, "fully_trusted_filter"):
-                    # The stream is this job's rank 0 packing the user's own
-                    # environment, and its absolute symlinks (bin/python ->
-                    # the base interpreter) must survive; the safer filters
-                    # refuse those and cost a realpath() per member (≈5x slower).
-                    tar.extraction_filter = tarfile.fully_trusted_filter
-                for member in tar:
-                    tar.extract(member, self.stage)
-                while stream.read(CHUNK):  # the archive's zero padding
-                    pass
-        except (OSError, tarfile.TarError) as exc:
-            self.error = f"cannot write the copy: {exc}"
-
-    def feed(self, chunk: bytes) -> None:
-        """Pass one chunk to the extractor (dropped once it has failed)."""
-        if self.error is None:
-            try:
-                _write_all(self._write, chunk)
-            except OSError as exc:
-                self.error = self.error or f"cannot write the copy: {exc}"
-
-    def discard(self) -> None:
-        """Stop extracting and remove the staging directory (the copy is abandoned).
-
-        Waits for an install in progress, so ``dst`` is never left half-swapped.
-        """
-        with self._lock:
-            self._close_write()
-            self._thread.join(10)
-            shutil.rmtree(self.stage, ignore_errors=True)
-
-    def finish(self, abort: str | None = None) -> str | None:
-        """Close the stream and install the copy; return an error or ``None``.
-
-        Args:
-            abort: the sender failed with this message: discard the copy.
-        """
-        if abort is not None:
-            self.error = f"the source could not be sent: {abort}"
-        self._close_write()
-        self._thread.join()
-        with self._lock:
-            return self._settle()
-
-    def _close_write(self) -> None:
-        if self._write >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._write)
-            self._write = -1
-
-    def _settle(self) -> str | None:
-        try:
-            if self.error is None:
-                copy = self.stage / self.name
-                fix_prefix(copy, self.old_prefix, str(self.dst))
-                _install(copy, self.dst)
-        except OSError as exc:
-            self.error = f"cannot install the copy: {exc}"
-        finally:
-            shutil.rmtree(self.stage, ignore_errors=True)
-        return self.error
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _produce(src: Path, compress: bool, write: int) -> None:
     """Write the tar stream of ``src`` (or its tarball) to the pipe ``write``."""
     with os.fdopen(write, "wb") as sink:
@@ -270,7 +120,7 @@ def _source_chunks(src: Path, compress: bool) -> Iterator[bytes]:
         raise failure[0]
 
 
-def _watch_signals(staged: list[_Receiver]) -> None:
+def _watch_signals(staged: list[Receiver]) -> None:
     """Block SIGINT/SIGTERM here and in later threads; one thread discards ``staged`` on them."""
     stops = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stops)
@@ -284,7 +134,7 @@ def _watch_signals(staged: list[_Receiver]) -> None:
     threading.Thread(target=watch, name="ezpz-yeet-signals", daemon=True).start()
 
 
-def _relay(comm: Any, src: Path, compress: bool, total: int, receiver: _Receiver | None) -> str | None:
+def _relay(comm: Any, src: Path, compress: bool, total: int, receiver: Receiver | None) -> str | None:
     """Broadcast the stream of ``src`` from rank 0 and feed it to ``receiver``.
 
     Returns ``None`` once the whole stream has arrived, or the sender's error.
@@ -324,11 +174,21 @@ def yeet_worker(src: Path, dst: str, compress: bool, min_nodes: int, report: Pat
     # SIGINT/SIGTERM (the executor stopping the launch) are blocked in every
     # thread, MPI's included, and taken by one watcher thread that removes the
     # staging directory and exits.
-    staged: list[_Receiver] = []
+    staged: list[Receiver] = []
     _watch_signals(staged)
     mpi = require("mpi4py.MPI", "mpi")
     comm = mpi.COMM_WORLD
-    rank, size = comm.Get_rank(), comm.Get_size()
+    mine = _copy_here(comm, src, dst, compress, staged)
+    gathered = comm.gather(dataclasses.asdict(mine), root=0)
+    if comm.Get_rank() != 0:
+        return 0
+    assert gathered is not None
+    return _summarise([NodeResult(**r) for r in gathered], min_nodes or comm.Get_size(), report)
+
+
+def _copy_here(comm: Any, src: Path, dst: str, compress: bool, staged: list[Receiver]) -> NodeResult:
+    """Take part in the broadcast of ``src`` (rank 0 sends) and write this node's copy; how it went."""
+    rank = comm.Get_rank()
     start = time.monotonic()
     header: tuple[str, int] | None = None
     if rank == 0:
@@ -337,11 +197,11 @@ def yeet_worker(src: Path, dst: str, compress: bool, min_nodes: int, report: Pat
     source_path, total = comm.bcast(header, root=0)
     host = _node_name(os.environ)
     target = expand_dst(dst, rank, host)
-    problem = _preflight(target, int(total * (3 if compress else 1.05)))
-    receiver: _Receiver | None = None
+    problem = preflight(target, int(total * (3 if compress else 1.05)))
+    receiver: Receiver | None = None
     if problem is None:
         try:
-            receiver = _Receiver(target, Path(source_path).name, source_path)
+            receiver = Receiver(target, Path(source_path).name, source_path)
             staged.append(receiver)
         except OSError as exc:
             problem = f"cannot create the staging directory: {exc}"
@@ -355,21 +215,20 @@ def yeet_worker(src: Path, dst: str, compress: bool, min_nodes: int, report: Pat
         problem = receiver.finish(abort)
     elif abort is not None:
         problem = f"the source could not be sent: {abort}"
-    mine = NodeResult(rank, host, str(target), problem is None, problem or "copied", round(time.monotonic() - start, 3))
-    gathered = comm.gather(dataclasses.asdict(mine), root=0)
-    if rank != 0:
-        return 0
-    assert gathered is not None
-    results = [NodeResult(**r) for r in gathered]
+    return NodeResult(rank, host, str(target), problem is None, problem or "copied", round(time.monotonic() - start, 3))
+
+
+def _summarise(results: list[NodeResult], min_nodes: int, report: Path | None) -> int:
+    """Rank 0: log every node's result, write ``report``; 0 when at least ``min_nodes`` nodes have the copy."""
     good = sum(r.ok for r in results)
-    min_nodes = min_nodes or size
     for r in results:
         (log.info if r.ok else log.error)(
             "node %s (rank %d): %s -> %s (%.2fs)", r.host, r.rank, r.message, r.dst, r.seconds
         )
     if report is not None:
         report.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
-    log.info("yeet-env: %d of %s %s the environment", good, plural(size, "node"), "has" if good == 1 else "have")
+    nodes = plural(len(results), "node")
+    log.info("yeet-env: %d of %s %s the environment", good, nodes, "has" if good == 1 else "have")
     return 0 if good >= min_nodes else 1
 
 
@@ -401,8 +260,7 @@ def yeet_env(
         report: write the per-node results here as JSON.
         environ: environment of the launch (default ``os.environ``).
 
-    Returns:
-        The launcher's exit code and the destination (as given, unexpanded).
+    Returns the launcher's exit code and the destination (as given, unexpanded).
 
     Raises:
         EnvToolError: ``src`` is missing, ``dst`` overlaps it, or ``min_nodes``
@@ -418,17 +276,28 @@ def yeet_env(
     if compress:
         with byte_progress(f"packing {env.name}") as progress:
             tar_env(env.path, progress=progress)
-    worker = [sys.executable, "-m", "ezpz.envs", "--src", str(env.path), "--dst", str(target)]
+    worker = _worker_command(env.path, target, compress, min_nodes, report)
+    flags: dict[str, object] = {"ppn": 1, "rank_env": False, "oversubscribe": True}
+    plan = plan_launch([*layers, ("yeet-env", {**flags, "command": worker})], environ)
+    _check_min_nodes(min_nodes, plan.nhosts)
+    log.info("yeet-env: %s -> %s on %s", env.path, target, plural(plan.nhosts, "node"))
+    return execute(plan, environ), target
+
+
+def _worker_command(src: Path, dst: Path, compress: bool, min_nodes: int | None, report: Path | None) -> list[str]:
+    """The argv of one node's worker (``python -m ezpz.envs``)."""
+    worker = [sys.executable, "-m", "ezpz.envs", "--src", str(src), "--dst", str(dst)]
     worker += ["--compress"] if compress else []
     worker += ["--min-nodes", str(min_nodes)] if min_nodes is not None else []
     worker += ["--report", str(report)] if report is not None else []
-    flags: dict[str, object] = {"ppn": 1, "rank_env": False, "oversubscribe": True}
-    plan = plan_launch([*layers, ("yeet-env", {**flags, "command": worker})], environ)
-    if min_nodes is not None and not 1 <= min_nodes <= plan.nhosts:
+    return worker
+
+
+def _check_min_nodes(min_nodes: int | None, nhosts: int) -> None:
+    """Raise unless ``min_nodes`` is unset or between 1 and the ``nhosts`` of the allocation."""
+    if min_nodes is not None and not 1 <= min_nodes <= nhosts:
         raise EnvToolError(
             "--min-nodes must be between 1 and the number of nodes",
             min_nodes,
-            f"this allocation has {plural(plan.nhosts, 'node')}",
+            f"this allocation has {plural(nhosts, 'node')}",
         )
-    log.info("yeet-env: %s -> %s on %s", env.path, target, plural(plan.nhosts, "node"))
-    return execute(plan, environ), target
