@@ -236,8 +236,6 @@ TOO_LONG_FOR_NOW = {
     "ezpz.runtime.history": "History is being split (runtime/history.py)",
     "ezpz.cli.launch.launch": "cli/ is being reworked",
     "ezpz.cli.args.split_args": "cli/ is being reworked",
-    "ezpz.data.text.prepare_text": "being split",
-    "ezpz.data.loader.build_loader": "being split",
     "ezpz.runtime.report.write_report": "being split",
 }
 

@@ -135,6 +135,20 @@ def build_loader(
             "build_loader needs a datasets.Dataset, datasets.IterableDataset or a path",
             type(dataset).__name__,
         )
+    return _map_style(dataset, batch_size, rank, world_size, shuffle, seed, drop_last, num_workers)
+
+
+def _map_style(
+    dataset: datasets.Dataset,
+    batch_size: int,
+    rank: int,
+    world_size: int,
+    shuffle: bool,
+    seed: int,
+    drop_last: bool,
+    num_workers: int,
+) -> Any:
+    """A ``DataLoader`` over this rank's slice of ``dataset``, drawn by a ``DistributedSampler``."""
     sampler = DistributedSampler(
         cast(Any, dataset), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
     )

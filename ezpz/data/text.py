@@ -242,12 +242,7 @@ def prepare_text(
 ) -> TextData:
     """Load, tokenise and pack ``source`` into blocks of ``seq_len + 1`` ids, cached."""
     ds_mod = require("datasets", "data")
-    if tokenizer not in TOKENIZERS:
-        raise DataError("unknown tokenizer", tokenizer, f"valid: {', '.join(TOKENIZERS)}")
-    if seq_len < 1:
-        raise DataError("seq_len must be at least 1", seq_len)
-    if not 0.0 < val_fraction < 1.0:
-        raise DataError("val_fraction must be in (0, 1)", val_fraction)
+    _check_options(tokenizer, seq_len, val_fraction)
     kind, files = _resolve(source)
     cache = cache_dir or default_cache_dir()
     stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
@@ -255,31 +250,7 @@ def prepare_text(
     name = SHAKESPEARE if kind == SHAKESPEARE else Path(str(source)).name
 
     def build(tmp: Path) -> None:
-        texts = load_text(source, cache_dir=cache)
-        rows: Any = texts.iter(batch_size=_CHUNK)
-        tok = Tokenizer.fit(tokenizer, ("".join(b["text"]) for b in rows))
-        with _quiet(ds_mod):
-            blocks = _pack(texts, tok, seq_len + 1)
-        n_val = math.ceil(len(blocks) * val_fraction)
-        if len(blocks) - n_val < 1:
-            raise DataError(
-                "dataset too small for this seq_len",
-                f"{len(blocks)} blocks of {seq_len + 1} tokens",
-                "use a smaller --seq-len or more text",
-            )
-        splits = ds_mod.DatasetDict(
-            train=blocks.select(range(len(blocks) - n_val)),
-            val=blocks.select(range(len(blocks) - n_val, len(blocks))),
-        )
-        with _quiet(ds_mod):
-            splits.save_to_disk(str(tmp / "blocks"))
-        meta = {
-            "tokenizer": tok.to_dict(),
-            "unigram_entropy": _unigram_entropy(splits["train"], tok.vocab_size),
-            "source": name,
-            "seq_len": seq_len,
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta))
+        _build(tmp, source, cache, tokenizer, seq_len, val_fraction, name)
 
     entry = prepare_once(cache / f"{name}-{tokenizer}-{seq_len}-{key}", build)
     meta = json.loads((entry / "meta.json").read_text())
@@ -292,6 +263,54 @@ def prepare_text(
         source=meta["source"],
         path=entry,
     )
+
+
+def _check_options(tokenizer: str, seq_len: int, val_fraction: float) -> None:
+    """Raise on an unknown tokenizer, a ``seq_len`` below 1 or a ``val_fraction`` outside (0, 1)."""
+    if tokenizer not in TOKENIZERS:
+        raise DataError("unknown tokenizer", tokenizer, f"valid: {', '.join(TOKENIZERS)}")
+    if seq_len < 1:
+        raise DataError("seq_len must be at least 1", seq_len)
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError("val_fraction must be in (0, 1)", val_fraction)
+
+
+def _build(
+    tmp: Path,
+    source: str | Path | None,
+    cache: Path,
+    tokenizer: str,
+    seq_len: int,
+    val_fraction: float,
+    name: str,
+) -> None:
+    """Write the cache entry ``tmp``: the packed train/val blocks and ``meta.json`` (tokenizer, entropy)."""
+    ds_mod = require("datasets", "data")
+    texts = load_text(source, cache_dir=cache)
+    rows: Any = texts.iter(batch_size=_CHUNK)
+    tok = Tokenizer.fit(tokenizer, ("".join(b["text"]) for b in rows))
+    with _quiet(ds_mod):
+        blocks = _pack(texts, tok, seq_len + 1)
+    n_val = math.ceil(len(blocks) * val_fraction)
+    if len(blocks) - n_val < 1:
+        raise DataError(
+            "dataset too small for this seq_len",
+            f"{len(blocks)} blocks of {seq_len + 1} tokens",
+            "use a smaller --seq-len or more text",
+        )
+    splits = ds_mod.DatasetDict(
+        train=blocks.select(range(len(blocks) - n_val)),
+        val=blocks.select(range(len(blocks) - n_val, len(blocks))),
+    )
+    with _quiet(ds_mod):
+        splits.save_to_disk(str(tmp / "blocks"))
+    meta = {
+        "tokenizer": tok.to_dict(),
+        "unigram_entropy": _unigram_entropy(splits["train"], tok.vocab_size),
+        "source": name,
+        "seq_len": seq_len,
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta))
 
 
 def random_data(*, seq_len: int, vocab_size: int = 256, num_blocks: int = 1024, seed: int = 0) -> TextData:
