@@ -90,18 +90,38 @@ def _plain() -> bool:
     return os.environ.get("NO_COLOR") is not None or os.environ.get("TERM") == "dumb" or not sys.stderr.isatty()
 
 
+class _RichConsole(logging.Handler):
+    """rich's handler for an interactive console, built at the first record shown.
+
+    Importing rich and building its console costs ~40 ms; a process that
+    configures logging and shows nothing (``ezpz launch`` in a terminal, most
+    of the time) pays none of it.
+    """
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self.tag = tag
+        self.inner: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Show ``record`` through rich (imported on the first call)."""
+        inner = self.inner
+        if inner is None:
+            # rich only for an interactive console, and only once something is shown.
+            from rich.logging import RichHandler
+
+            inner = self.inner = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+            inner.setFormatter(logging.Formatter(f"{self.tag}%(message)s"))
+        inner.emit(record)
+
+
 def _console_handler(all_ranks: bool) -> logging.Handler:
     tag = "[rank %(rank)s] " if all_ranks else ""
     if _plain():
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s: {tag}%(message)s", "%H:%M:%S"))
         return handler
-    # rich only for an interactive console (plain logs, as under a launcher, need none of it).
-    from rich.logging import RichHandler
-
-    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
-    handler.setFormatter(logging.Formatter(f"{tag}%(message)s"))
-    return handler
+    return _RichConsole(tag)
 
 
 def _rank_state() -> tuple[int, bool]:
