@@ -83,59 +83,73 @@ def split_args(args: Sequence[str], ours: Mapping[str, bool]) -> Split:
     args = list(args)
     cut = args.index("--") if "--" in args else None
     head = args if cut is None else args[:cut]
-    command = [] if cut is None else args[cut + 1 :]
-    mine: list[str] = []
-    flags: list[str] = []
+    split = Split([], [], [] if cut is None else args[cut + 1 :])
     i = 0
     while i < len(head):
         token = head[i]
         name = _name(token)
-        following = head[i + 1] if i + 1 < len(head) else None
         if name == PASS_OPTION:
-            value = token.partition("=")[2] if "=" in token else following
-            if value is None:
-                raise SpecError(f"{PASS_OPTION} needs a value", token, f"write {PASS_OPTION}=--flag")
-            flags.append(value)
-            i += 1 if "=" in token else 2
-            continue
-        if name in ours:
+            i += _pass_on(head, i, split.launcher_flags)
+        elif name in ours:
             takes_value = ours[name] and "=" not in token
-            mine += head[i : i + 2] if takes_value else [token]
+            split.ours.extend(head[i : i + 2] if takes_value else [token])
             i += 2 if takes_value else 1
-            continue
-        if not _is_option(token):
-            if cut is None:
-                command = head[i:]
-                break
-            flags.append(token)
+        elif _is_option(token):
+            i += _launcher_option(head, i, ours, split.launcher_flags, command_follows=cut is None)
+        elif cut is None:
+            split.command.extend(head[i:])
+            break
+        else:
+            split.launcher_flags.append(token)
             i += 1
-            continue
-        suggestion = looks_like_ours(token, ours)
-        if suggestion is not None:
-            raise _typo(token, suggestion)
-        flags.append(token)
-        i += 1
-        if cut is not None:
-            continue
-        arity = option_arity(token)
-        if arity is None:
-            if following is not None and not _is_option(following):
-                raise SpecError(
-                    f"cannot tell whether {following!r} is the value of launcher option {token} or the start of "
-                    "the command",
-                    f"{token} {following}",
-                    f"write {name}={following} (a value), or end ezpz's options with --: "
-                    f"ezpz launch ... {token} -- {following} ...",
-                )
-            continue
-        values = head[i : i + arity]
-        clash = next((v for v in values if _name(v) in ours), None)
-        if len(values) < arity or clash is not None:
+    return split
+
+
+def _pass_on(head: list[str], i: int, flags: list[str]) -> int:
+    """Hand the value of ``--launcher-flag`` at ``head[i]`` to the launcher; return the words it took."""
+    token = head[i]
+    value = token.partition("=")[2] if "=" in token else (head[i + 1] if i + 1 < len(head) else None)
+    if value is None:
+        raise SpecError(f"{PASS_OPTION} needs a value", token, f"write {PASS_OPTION}=--flag")
+    flags.append(value)
+    return 1 if "=" in token else 2
+
+
+def _launcher_option(
+    head: list[str], i: int, ours: Mapping[str, bool], flags: list[str], *, command_follows: bool
+) -> int:
+    """Hand the unknown option ``head[i]`` to the launcher, with the values it takes; return the words taken.
+
+    Before ``--`` (``command_follows``), a launcher option ezpz knows takes its
+    values with it, and a plain word after one it does not know is ambiguous.
+    """
+    token = head[i]
+    suggestion = looks_like_ours(token, ours)
+    if suggestion is not None:
+        raise _typo(token, suggestion)
+    flags.append(token)
+    if not command_follows:
+        return 1
+    name = _name(token)
+    arity = option_arity(token)
+    if arity is None:
+        following = head[i + 1] if i + 1 < len(head) else None
+        if following is not None and not _is_option(following):
             raise SpecError(
-                f"launcher option {token} takes {arity} value{'s' if arity > 1 else ''}",
-                " ".join([token, *values]),
-                f"write {name}=VALUE before the command",
+                f"cannot tell whether {following!r} is the value of launcher option {token} or the start of "
+                "the command",
+                f"{token} {following}",
+                f"write {name}={following} (a value), or end ezpz's options with --: "
+                f"ezpz launch ... {token} -- {following} ...",
             )
-        flags += values
-        i += arity
-    return Split(mine, flags, command)
+        return 1
+    values = head[i + 1 : i + 1 + arity]
+    clash = next((v for v in values if _name(v) in ours), None)
+    if len(values) < arity or clash is not None:
+        raise SpecError(
+            f"launcher option {token} takes {arity} value{'s' if arity > 1 else ''}",
+            " ".join([token, *values]),
+            f"write {name}=VALUE before the command",
+        )
+    flags.extend(values)
+    return 1 + arity
