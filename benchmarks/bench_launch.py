@@ -16,7 +16,9 @@ hits both alike, and each reported as a median:
    ``mpiexec -n 4 python payload.py`` with the same payload (a torch gloo
    ``all_reduce`` through ``env://`` rendezvous; target: within ~10%).
 4. The same two launches with ``python -c pass`` as the payload: ezpz's fixed
-   cost per launch in milliseconds.
+   cost per launch in milliseconds.  Both real launches also run the plan
+   ``ezpz launch`` renders straight from this script (no ``ezpz`` process), to
+   split the extra cost into the per-rank part and the ``ezpz`` process.
 5. Output path: 2 ranks each printing ``--lines`` lines through ``ezpz launch``
    (labels, console, per-rank logs) against raw ``mpiexec`` writing straight
    to a file: lines per second.
@@ -194,6 +196,10 @@ def base_env() -> dict[str, str]:
         env.pop(key, None)
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
+    # This machine sets PYTHONDONTWRITEBYTECODE=1, so every start compiled
+    # ezpz's ~45 modules from source (~35 ms); an installed ezpz has its .pyc
+    # files (pip writes them), and the warm-up round writes them here.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
@@ -335,7 +341,14 @@ def with_port(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def bench_real(runs: int, env: Mapping[str, str], payload: Sequence[str], label: str, workdir: Path) -> dict[str, Any]:
-    """Benchmarks 3 and 4: ``ezpz launch -n 4`` against raw ``mpiexec -n 4`` with the same payload."""
+    """Benchmarks 3 and 4: ``ezpz launch -n 4`` against raw ``mpiexec -n 4`` with the same payload.
+
+    A third side runs the plan ``ezpz launch`` renders (its argv and env: the
+    launcher's labels, the ``rank.sh`` shim) straight from this script, output
+    to a file: what it costs over raw ``mpiexec`` is the per-rank part, and
+    what ``ezpz launch`` costs over it is the ``ezpz`` process (its start, the
+    resolution, the reader of every line, the run directory).
+    """
     mpiexec = shutil.which("mpiexec", path=env["PATH"])
     if mpiexec is None:
         raise RunFailed("mpiexec not found: pip install mpich")
@@ -343,19 +356,31 @@ def bench_real(runs: int, env: Mapping[str, str], payload: Sequence[str], label:
     raw = [mpiexec, "-n", "4", *payload]
     # The same MASTER_ADDR ezpz exports here; MASTER_PORT is set per run by with_port.
     raw_env = {**env, "MASTER_ADDR": "localhost"}
+    rendered = [*ezpz_command(), "launch", "-n", "4", "--dry-run", "--json", "--", *payload]
+    plan = json.loads(subprocess.run(rendered, env=dict(env), capture_output=True, text=True, check=True).stdout)
+    direct = [mpiexec, *plan["argv"][1:]]
+    direct_env = {**env, **plan["env"]}
     failures: list[str] = []
-    ezpz_s, raw_s = interleave(runs, (ours, env), (raw, raw_env), fresh_env=with_port, failures=failures)
-    a, b = medians(ezpz_s), medians(raw_s)
+    ezpz_s, raw_s, direct_s = interleave(
+        runs, (ours, env), (raw, raw_env), (direct, direct_env), fresh_env=with_port, failures=failures
+    )
+    a, b, c = medians(ezpz_s), medians(raw_s), medians(direct_s)
     return {
         "payload": label,
         "failures_retried": failures,
         "command": " ".join(ours),
         "baseline": " ".join(raw) + "  (MASTER_ADDR/MASTER_PORT exported)",
+        "direct_command": " ".join(direct) + "  (the plan's env; no ezpz process)",
         "ezpz": a,
         "mpiexec": b,
+        "direct": c,
         "wall_ratio": a["wall_s"] / b["wall_s"],
         "extra_ms": (a["wall_s"] - b["wall_s"]) * 1000,
         "extra_cpu_ms": (a["cpu_s"] - b["cpu_s"]) * 1000,
+        "per_rank_ms": (c["wall_s"] - b["wall_s"]) * 1000,
+        "per_rank_cpu_ms": (c["cpu_s"] - b["cpu_s"]) * 1000,
+        "ezpz_process_ms": (a["wall_s"] - c["wall_s"]) * 1000,
+        "ezpz_process_cpu_ms": (a["cpu_s"] - c["cpu_s"]) * 1000,
     }
 
 
@@ -412,6 +437,17 @@ def machine() -> dict[str, Any]:
 def verdict(name: str, value: float, limit: float) -> str:
     """``name ok`` when ``value <= limit``, else ``name MISS``."""
     return f"{name} {'ok' if value <= limit else 'MISS'}"
+
+
+def _split_row(name: str, real: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """The row that splits a real launch's extra time: per-rank part (the plan run directly) and the ezpz process."""
+    return (
+        name,
+        f"{real['direct']['wall_s'] * 1000:.0f} ms",
+        "",
+        f"per rank {real['per_rank_ms']:+.0f} ms, ezpz process {real['ezpz_process_ms']:+.0f} ms",
+        f"cpu {real['per_rank_cpu_ms']:+.0f} / {real['ezpz_process_cpu_ms']:+.0f} ms",
+    )
 
 
 def table(results: dict[str, Any]) -> str:
@@ -492,6 +528,7 @@ def table(results: dict[str, Any]) -> str:
             f"+{t['extra_cpu_ms']:.0f} ms",
             "",
         ),
+        _split_row("  of which the plan without ezpz, wall", t),
         (
             "4 ranks, python -c pass (fixed cost)",
             f"{z['ezpz']['wall_s'] * 1000:.0f} ms",
@@ -499,6 +536,7 @@ def table(results: dict[str, Any]) -> str:
             f"+{z['extra_ms']:.0f} ms wall, +{z['extra_cpu_ms']:.0f} ms cpu",
             "",
         ),
+        _split_row("  of which the plan without ezpz, wall", z),
         (
             f"output, 2 ranks x {results['output']['lines'] // 2:,} lines",
             f"{results['output']['ezpz_lines_per_s'] / 1000:.0f} k lines/s",
