@@ -234,8 +234,6 @@ ONE_PIECE = "one function on purpose"
 #: an entry goes when its split lands (the test fails on an entry that fits).
 TOO_LONG_FOR_NOW = {
     "ezpz.runtime.history": "History is being split (runtime/history.py)",
-    "ezpz.cli.launch.launch": "cli/ is being reworked",
-    "ezpz.cli.args.split_args": "cli/ is being reworked",
     "ezpz.runtime.report.write_report": "being split",
 }
 
