@@ -234,7 +234,6 @@ ONE_PIECE = "one function on purpose"
 #: an entry goes when its split lands (the test fails on an entry that fits).
 TOO_LONG_FOR_NOW = {
     "ezpz.runtime.history": "History is being split (runtime/history.py)",
-    "ezpz.runtime.report.write_report": "being split",
 }
 
 

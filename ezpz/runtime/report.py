@@ -185,38 +185,49 @@ def write_report(
     have_mpl = plot and importlib.util.find_spec("matplotlib") is not None
     if plot and tracks and (have_plotext or have_mpl):
         (out / "plots").mkdir(exist_ok=True)
-    lines = ["# Run report", ""]
-    env_rows = _environment_rows(meta or {})
-    if env_rows:
-        lines += ["## Environment", "", "| | |", "|---|---|"]
-        lines += [f"| {k} | `{v}` |" for k, v in env_rows]
-        lines.append("")
-    lines += ["## Metrics", ""]
-    if not tracks:
-        lines += ["No metrics were recorded.", ""]
-    else:
-        lines += [
-            "| metric | latest | mean | min | max | std | steps | non-finite |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for name, track in tracks.items():
-            s = track.summary()
-            cells = [fmt(s[k]) for k in ("latest", "mean", "min", "max", "std")]
-            lines.append(f"| {name} | {' | '.join(cells)} | {s['count']} | {s['nonfinite']} |")
-        lines.append("")
+    lines = ["# Run report", "", *_environment_section(meta or {}), *_metrics_table(tracks)]
     for name, track in tracks.items():
-        lines += [f"## {name}", ""]
-        points = _finite_points(track)
-        if have_mpl and points:
-            _png_plot(name, points, out / "plots" / f"{name}.png")
-            lines += [f"![{name}](plots/{name}.png)", ""]
-        if have_plotext and points:
-            text = _text_plot(name, points)
-            (out / "plots" / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
-            lines += ["```text", text.rstrip("\n"), "```", ""]
+        lines += [f"## {name}", "", *_plots(name, _finite_points(track), out / "plots", have_mpl, have_plotext)]
     report = out / REPORT_FILE
     report.write_text("\n".join(lines), encoding="utf-8")
     return report
+
+
+def _environment_section(meta: Mapping[str, Any]) -> list[str]:
+    """The report's environment table (nothing when ``meta`` has none of its keys)."""
+    env_rows = _environment_rows(meta)
+    if not env_rows:
+        return []
+    return ["## Environment", "", "| | |", "|---|---|", *(f"| {k} | `{v}` |" for k, v in env_rows), ""]
+
+
+def _metrics_table(tracks: Mapping[str, MetricTrack]) -> list[str]:
+    """The report's metrics section: one row of summary statistics per metric."""
+    lines = ["## Metrics", ""]
+    if not tracks:
+        return [*lines, "No metrics were recorded.", ""]
+    lines += [
+        "| metric | latest | mean | min | max | std | steps | non-finite |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, track in tracks.items():
+        s = track.summary()
+        cells = [fmt(s[k]) for k in ("latest", "mean", "min", "max", "std")]
+        lines.append(f"| {name} | {' | '.join(cells)} | {s['count']} | {s['nonfinite']} |")
+    return [*lines, ""]
+
+
+def _plots(name: str, points: list[tuple[float, float, float, float]], plots: Path, png: bool, text: bool) -> list[str]:
+    """Write the PNG and text plots of one metric into ``plots``; the report lines that show them."""
+    lines: list[str] = []
+    if png and points:
+        _png_plot(name, points, plots / f"{name}.png")
+        lines += [f"![{name}](plots/{name}.png)", ""]
+    if text and points:
+        drawn = _text_plot(name, points)
+        (plots / f"{name}.txt").write_text(drawn + "\n", encoding="utf-8")
+        lines += ["```text", drawn.rstrip("\n"), "```", ""]
+    return lines
 
 
 def tracks_from_records(records: Iterable[Mapping[str, Any]], max_points: int = 1024) -> dict[str, MetricTrack]:
