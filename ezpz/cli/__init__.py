@@ -11,8 +11,9 @@ which command).  ``ezpz``, ``ezpz --help`` and a word that names no command
 get the whole app, which is also what :data:`app` is (built on first use).
 The cyclic garbage collector is off while the CLI loads and parses its
 arguments (those imports make no garbage worth a collection) and on again
-from the command's first line; :func:`freeze` moves everything loaded by
-then out of its reach before a long run, which also makes the exit quick.
+from the command's first line, with what is loaded by then frozen out of its
+reach (:func:`freeze`; ``ezpz launch`` freezes again before the run, which
+also makes the exit quick).
 
 :func:`main` runs the app without Click's standalone mode so that every
 handled error (:class:`~ezpz.errors.EzpzError` and Click usage errors) ends
@@ -96,7 +97,9 @@ def build_app(names: list[str] | None = None) -> typer.Typer:
         version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     ) -> None:
         """Portable distributed PyTorch launches: laptop, Slurm and PBS with one command."""
-        # The command's own code starts here: collect garbage again from now on.
+        # The command's own code starts here: collect garbage again from now on,
+        # leaving what is loaded out of it (else the first collection walks it all).
+        gc.freeze()
         gc.enable()
 
     wanted = dict.fromkeys(COMMANDS[name] for name in (COMMANDS if names is None else names))
