@@ -19,7 +19,6 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from ezpz.launch.execute import capture
 from ezpz.net import free_port
 
 __all__ = ["Machine", "probe_accelerators", "probe_cores"]
@@ -33,6 +32,9 @@ def probe_accelerators() -> tuple[int, str]:
     count and how it was found.
     """
     if shutil.which("nvidia-smi"):
+        # Here, not at the top: a dry run needs nothing else from the module that starts processes.
+        from ezpz.launch.execute import capture
+
         out = capture(["nvidia-smi", "-L"], timeout=10)
         count = sum(1 for line in out.splitlines() if line.startswith("GPU "))
         if count:
