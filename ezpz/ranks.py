@@ -159,7 +159,7 @@ def device_env(environ: Mapping[str, str], local_rank: int) -> dict[str, str]:
             "the launcher put more ranks on this node than planned; check -ppn",
         )
     entry = entries[local_rank]
-    seen = [d for d in environ.get(var, "").split(",") if d.strip()]
+    seen = [d.strip() for d in environ.get(var, "").split(",") if d.strip()]
     if seen:
         entry = ",".join(_through(item, seen, var) for item in entry.split(","))
     return {var: entry}

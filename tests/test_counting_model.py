@@ -30,6 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from itertools import combinations
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -38,6 +39,7 @@ from ezpz.model.plan import Plan
 from ezpz.model.spec import LaunchSpec
 from ezpz.plugins.manager import schedulers
 from ezpz.schedulers.base import Allocation
+from ezpz.schedulers.counting import cpu_bind_note, layout, pack_accelerators_first
 
 ADAPTERS = schedulers()
 #: Examples per property; ``nox -s mutate`` lowers it (EZPZ_HYPOTHESIS_EXAMPLES) to keep each mutant's run short.
@@ -385,3 +387,234 @@ def test_the_model_knows_the_documented_examples() -> None:
     assert predict({"np": 2}, Job(hosts=("a", "b", "c", "d"))) == Counts(2, 1, 2)
     assert predict({"nhosts": 1, "ppn": 4}, Job(hosts=("a", "b"), slots=(4, 2))) == Counts(4, 4, 1)
     assert isinstance(predict({"np": 10}, Job(hosts=("a", "b", "c", "d"))), Refusal)
+
+
+# ------------------------------------------------------------------ the rule behind each count, in full
+
+JOB = "PBS_NODEFILE=/n"
+
+
+def _alloc(**fields: object) -> Allocation:
+    return Allocation(scheduler="pbs", **{"hosts": ("a", "b"), "source": JOB, **fields})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("spec", "alloc", "counts", "provenance"),
+    [
+        ({"np": 4, "ppn": 2}, {}, (4, 2, 2, 0), {"np": "spec", "ppn": "spec", "nhosts": "np / ppn"}),
+        ({"np": 4, "nhosts": 2}, {}, (4, 2, 2, 0), {"np": "spec", "nhosts": "spec", "ppn": "np / nhosts"}),
+        (
+            {"np": 4, "accelerators_per_node": 2},
+            {},
+            (4, 2, 2, 2),
+            {
+                "np": "spec",
+                "nhosts": "fill accelerators first: ceil(np / 2 accelerators per node)",
+                "ppn": "np / nhosts",
+            },
+        ),
+        (
+            {"np": 1},
+            {"accelerators": 1},
+            (1, 1, 1, 1),
+            {
+                "np": "spec",
+                "nhosts": "fill accelerators first: ceil(np / 1 accelerator per node)",
+                "ppn": "np / nhosts",
+            },
+        ),
+        ({"np": 4}, {}, (4, 2, 2, 0), {"np": "spec", "nhosts": "np over the job's 2 hosts", "ppn": "np / nhosts"}),
+        (
+            {"np": 2},
+            {"hosts": ("a", "b", "c")},
+            (2, 1, 2, 0),
+            {"np": "spec", "nhosts": "np over the job's 3 hosts", "ppn": "np / nhosts"},
+        ),
+        (
+            {"np": 10, "oversubscribe": True},
+            {"accelerators": 4},
+            (10, 5, 2, 4),
+            {"np": "spec", "nhosts": "np over the job's 2 hosts", "ppn": "np / nhosts"},
+        ),
+        (
+            {"np": 8, "oversubscribe": True},
+            {"accelerators": 4},
+            (8, 4, 2, 4),
+            {
+                "np": "spec",
+                "nhosts": "fill accelerators first: ceil(np / 4 accelerators per node)",
+                "ppn": "np / nhosts",
+            },
+        ),
+        (
+            {},
+            {},
+            (2, 1, 2, 0),
+            {
+                "ppn": "cpu-only nodes: 1 rank per node (pass -ppn for more)",
+                "nhosts": f"all hosts of the job ({JOB})",
+                "np": "nhosts × ppn",
+            },
+        ),
+        (
+            {},
+            {"slots": (3, 4)},
+            (6, 3, 2, 0),
+            {"ppn": f"slots per host ({JOB})", "nhosts": f"all hosts of the job ({JOB})", "np": "nhosts × ppn"},
+        ),
+        (
+            {},
+            {"accelerators": 2, "left_out": (("c", "excluded"),)},
+            (4, 2, 2, 2),
+            {
+                "ppn": "accelerators per node (detected: 2)",
+                "nhosts": f"all usable hosts of the job ({JOB}, 1 left out)",
+                "np": "nhosts × ppn",
+            },
+        ),
+        (
+            {},
+            {"accelerators": 1},
+            (2, 1, 2, 1),
+            {
+                "ppn": "accelerators per node (detected: 1)",
+                "nhosts": f"all hosts of the job ({JOB})",
+                "np": "nhosts × ppn",
+            },
+        ),
+        (
+            {"nhosts": 1},
+            {"accelerators": 2},
+            (2, 2, 1, 2),
+            {"nhosts": "spec", "ppn": "accelerators per node (detected: 2)", "np": "nhosts × ppn"},
+        ),
+        (
+            {"nhosts": 1, "accelerators_per_node": 3},
+            {"accelerators": 2},
+            (3, 3, 1, 3),
+            {"nhosts": "spec", "ppn": "accelerators per node (spec)", "np": "nhosts × ppn"},
+        ),
+    ],
+)
+def test_each_count_names_its_rule(spec: dict, alloc: dict, counts: tuple, provenance: dict) -> None:
+    lay = layout(LaunchSpec(command=["x"], **spec), _alloc(**alloc))
+    assert (lay.np, lay.ppn, lay.nhosts, lay.accelerators) == counts
+    assert lay.provenance == provenance
+
+
+def test_a_count_from_a_layer_names_the_layer() -> None:
+    spec = LaunchSpec.from_layers(
+        [("config:run.toml", {"np": 4, "accelerators_per_node": 2}), ("flags", {"command": ["x"]})]
+    )
+    assert layout(spec, _alloc()).provenance["np"] == "config:run.toml"
+    spec = LaunchSpec.from_layers([("flags", {"command": ["x"], "ppn": 3, "accelerators_per_node": 2})])
+    with pytest.raises(SpecError) as info:
+        layout(spec, _alloc())
+    assert info.value.line() == (
+        "ppn exceeds the 2 accelerators per node (given 'ppn=3'); "
+        "accelerators from flags; use -ppn 2 or fewer, or pass --oversubscribe"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "alloc", "line"),
+    [
+        (
+            {"np": 3},
+            {},
+            "np=3 is not divisible by the job's 2 hosts (given '-n 3'); give -ppn or -nh too, or a multiple of the host count",
+        ),
+        (
+            {"nhosts": 3},
+            {},
+            f"more hosts requested than the job has (2) (given 'nhosts=3'); use -nh 2 or fewer; hosts from {JOB}",
+        ),
+        (
+            {"ppn": 5},
+            {"slots": (4, 4)},
+            "more ranks per host than the job's slots (4) (given 'np=10 ppn=5'); "
+            "the job has 8 slots on 2 hosts; pass --oversubscribe to override",
+        ),
+        (
+            {"ppn": 2},
+            {"slots": (1,), "hosts": ("a",)},
+            "more ranks per host than the job's slots (1) (given 'np=2 ppn=2'); "
+            "the job has 1 slot on 1 host; pass --oversubscribe to override",
+        ),
+        (
+            {"ppn": 5},
+            {"accelerators": 4},
+            "ppn exceeds the 4 accelerators per node (given 'ppn=5'); "
+            "accelerators from detected: 4; use -ppn 4 or fewer, or pass --oversubscribe",
+        ),
+        (
+            {"ppn": 2},
+            {"accelerators": 1},
+            "ppn exceeds the 1 accelerator per node (given 'ppn=2'); "
+            "accelerators from detected: 1; use -ppn 1 or fewer, or pass --oversubscribe",
+        ),
+        (
+            {"np": 9},
+            {"accelerators": 4},
+            "np=9 needs 3 hosts at 4 accelerators per node, the job has 2 (given '-n 9'); "
+            "valid: -n 8 (2 hosts × 4); or pass --oversubscribe to put more ranks on each host",
+        ),
+        (
+            {"np": 5},
+            {"accelerators": 1},
+            "np=5 needs 5 hosts at 1 accelerator per node, the job has 2 (given '-n 5'); "
+            "valid: -n 2 (2 hosts × 1); or pass --oversubscribe to put more ranks on each host",
+        ),
+        (
+            {"np": 7},
+            {"accelerators": 4},
+            "np=7 does not split evenly over the 2 hosts it needs at 4 accelerators per node (given '-n 7'); "
+            "valid: -n 6 (2 hosts × 3), -n 8 (2 hosts × 4)",
+        ),
+    ],
+)
+def test_counting_errors_in_full(spec: dict, alloc: dict, line: str) -> None:
+    with pytest.raises(EzpzError) as info:
+        layout(LaunchSpec(command=["x"], **spec), _alloc(**alloc))
+    assert info.value.line() == line
+
+
+@pytest.mark.parametrize(
+    ("cpu_bind", "ppn", "note"),
+    [
+        ("list:1:2:3", 2, "list of 3 entries cut to ppn=2"),
+        ("list:1:2", 1, "list of 2 entries cut to ppn=1"),
+        ("list:1", 2, "list of 1 entry for ppn=2: passed as given (fewer entries than ranks per node)"),
+        ("list:1:2", 3, "list of 2 entries for ppn=3: passed as given (fewer entries than ranks per node)"),
+        ("list:1:2", 2, None),
+        ("depth", 2, None),
+        (None, 2, None),
+    ],
+)
+def test_cpu_bind_note(cpu_bind: str | None, ppn: int, note: str | None) -> None:
+    assert cpu_bind_note(cpu_bind, ppn) == note
+
+
+@pytest.mark.parametrize(
+    ("np", "accelerators", "hosts", "valid"),
+    [
+        (8, 3, 4, "-n 6 (2 hosts × 3), -n 9 (3 hosts × 3), -nh 4 -ppn 2"),
+        (10, 4, 5, "-n 9 (3 hosts × 3), -n 12 (3 hosts × 4), -nh 5 -ppn 2"),
+        (5, 4, 5, "-n 4 (1 host × 4), -n 6 (2 hosts × 3), -nh 5 -ppn 1"),
+    ],
+)
+def test_the_packing_refusal_offers_near_counts_and_exact_layouts_on_more_hosts(
+    np: int, accelerators: int, hosts: int, valid: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        pack_accelerators_first(np, accelerators, hosts)
+    need = -(-np // accelerators)
+    assert info.value.line() == (
+        f"np={np} does not split evenly over the {need} hosts it needs at {accelerators} accelerators per node "
+        f"(given '-n {np}'); valid: {valid}"
+    )
+
+
+@pytest.mark.parametrize(("np", "want"), [(1, (1, 1)), (4, (1, 4)), (6, (2, 3)), (8, (2, 4)), (9, (3, 3))])
+def test_packing_uses_the_fewest_hosts_evenly(np: int, want: tuple[int, int]) -> None:
+    assert pack_accelerators_first(np, 4, 3) == want

@@ -218,3 +218,52 @@ def test_cuda_ranks_see_distinct_gpus():
     assert all(r["mask"] == r["LOCAL_RANK"] for r in ranks)
     assert {(r["seen"], r["current"]) for r in ranks} == {(1, 0)}
     assert len({r["uuid"] for r in ranks}) == count
+
+
+def test_no_mask_without_both_the_variable_and_the_map():
+    assert device_env({"EZPZ_DEVICE_VAR": "CUDA_VISIBLE_DEVICES"}, 0) == {}
+    assert device_env({"EZPZ_DEVICE_MAP": "0 1"}, 0) == {}
+    assert device_env({"EZPZ_DEVICE_VAR": "CUDA_VISIBLE_DEVICES", "EZPZ_DEVICE_MAP": "  "}, 0) == {}
+
+
+def test_a_multi_device_entry_maps_each_device_through_the_jobs_list():
+    plan = {"EZPZ_DEVICE_VAR": "CUDA_VISIBLE_DEVICES", "EZPZ_DEVICE_MAP": "0,1 2,3"}
+    assert device_env({**plan, "CUDA_VISIBLE_DEVICES": "4,5,6,7"}, 1) == {"CUDA_VISIBLE_DEVICES": "6,7"}
+    assert device_env({**plan, "CUDA_VISIBLE_DEVICES": " , 4,5,6,7"}, 0) == {"CUDA_VISIBLE_DEVICES": "4,5"}
+    tiles = {"EZPZ_DEVICE_VAR": "ZE_AFFINITY_MASK", "EZPZ_DEVICE_MAP": "0.1 1.1"}
+    assert device_env({**tiles, "ZE_AFFINITY_MASK": "2,3"}, 1) == {"ZE_AFFINITY_MASK": "3.1"}
+
+
+@pytest.mark.parametrize(
+    ("environ", "local_rank", "line"),
+    [
+        (
+            {"EZPZ_DEVICE_VAR": "CUDA_VISIBLE_DEVICES", "EZPZ_DEVICE_MAP": "0 1", "CUDA_VISIBLE_DEVICES": "4,5"},
+            2,
+            "local rank has no entry in the device mask (given 'local_rank=2 EZPZ_DEVICE_MAP=0 1'); "
+            "the launcher put more ranks on this node than planned; check -ppn",
+        ),
+        (
+            {"EZPZ_DEVICE_VAR": "CUDA_VISIBLE_DEVICES", "EZPZ_DEVICE_MAP": "0,1 2,3", "CUDA_VISIBLE_DEVICES": "4,5,6"},
+            1,
+            "CUDA_VISIBLE_DEVICES lists 3 devices, fewer than the device mask needs "
+            "(given 'CUDA_VISIBLE_DEVICES=4,5,6 mask entry 3'); "
+            "give the job every device of the node, or unset CUDA_VISIBLE_DEVICES",
+        ),
+        (
+            {"EZPZ_DEVICE_VAR": "X", "EZPZ_DEVICE_MAP": "a", "X": "2"},
+            0,
+            "X lists 1 device, fewer than the device mask needs (given 'X=2 mask entry a'); "
+            "give the job every device of the node, or unset X",
+        ),
+        (
+            {"EZPZ_DEVICE_VAR": "ZE_AFFINITY_MASK", "EZPZ_DEVICE_MAP": "0.0 0.1", "ZE_AFFINITY_MASK": "1.0,1.1"},
+            1,
+            "ZE_AFFINITY_MASK already names tiles (given 'ZE_AFFINITY_MASK=1.0,1.1'); use --device-mask ze",
+        ),
+    ],
+)
+def test_device_mask_errors_in_full(environ: dict[str, str], local_rank: int, line: str) -> None:
+    with pytest.raises(DistError) as info:
+        device_env(environ, local_rank)
+    assert info.value.line() == line

@@ -98,9 +98,16 @@ def record(plan: Plan, tmp: Path) -> dict[str, Any]:
         "files": {path: _summary(content.splitlines()) for path, content in plan.files},
         "timeout": plan.timeout,
         "retries": plan.retries,
+        "provenance": dict(plan.provenance),
+        "accelerators_per_node": plan.spec["accelerators_per_node"],
     }
     if plan.left_out:
         data["left_out"] = dict(plan.left_out)
+    # The rest only where a case sets it (most keep the defaults).
+    defaults = Plan(argv=(), env={}, np=1, ppn=1, nhosts=1, hosts=(), scheduler="", launcher="")
+    for name in ("spares", "supervise", "tag", "console_ranks", "run_dir", "stop_grace"):
+        if getattr(plan, name) != getattr(defaults, name):
+            data[name] = list(value) if isinstance(value := getattr(plan, name), tuple) else value
     return _normalise(data, str(tmp))
 
 

@@ -174,17 +174,17 @@ def test_the_vector_grows_to_the_next_power_of_two_of_the_largest_count() -> Non
 
 def test_row_stats_name_the_mismatch() -> None:
     mine = {"x": 0.0, "y": 1.0}
-    hashes = [key_hash("x"), key_hash("y")]
+    hashes = {"x": key_hash("x"), "y": key_hash("y")}
     rows = [row(mine), row({"y": 3.0}), row({"x": 4.0, "y": 5.0, "extra": 9.0}), row({"y": 1.0, "x": 2.0})]
-    stats, mismatch = row_stats(mine, hashes, rows)
+    stats, mismatch = row_stats(hashes, rows)
     assert stats == {"x": (2.0, math.sqrt(8 / 3), 0.0, 4.0, 3), "y": (2.5, math.sqrt(2.75), 1.0, 5.0, 4)}
     assert mismatch == Mismatch({"x": [1]}, [2])
     # the same metrics in another order: matched by hash, no mismatch
-    stats, mismatch = row_stats(mine, hashes, [row(mine), row({"y": 3.0, "x": 2.0})])
+    stats, mismatch = row_stats(hashes, [row(mine), row({"y": 3.0, "x": 2.0})])
     assert stats == {"x": (1.0, 1.0, 0.0, 2.0, 2), "y": (2.0, 1.0, 1.0, 3.0, 2)}
     assert mismatch is None
     # only extra metrics elsewhere: nothing missing here
-    _, mismatch = row_stats({"y": 1.0}, [key_hash("y")], [row({"y": 1.0}), row({"y": 2.0, "z": 0.0})])
+    _, mismatch = row_stats({"y": key_hash("y")}, [row({"y": 1.0}), row({"y": 2.0, "z": 0.0})])
     assert mismatch == Mismatch({}, [1])
 
 

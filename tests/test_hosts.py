@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from ezpz.errors import SchedulerError, SpecError
-from ezpz.schedulers.hosts import HostSlots, compress_nodelist, expand_nodelist, parse_hostfile, read_hostfile
+from ezpz.schedulers.hosts import (
+    HostSlots,
+    compress_nodelist,
+    expand_nodelist,
+    parse_host_set,
+    parse_hostfile,
+    read_host_set,
+    read_hostfile,
+)
 
 
 @pytest.mark.parametrize(
@@ -137,3 +145,95 @@ def test_bad_nodelist_is_a_scheduler_error(nodelist: str) -> None:
 
 def test_compress_keeps_order_for_subsets() -> None:
     assert compress_nodelist(("nid001234", "nid001235")) == "nid[001234-001235]"
+
+
+HINT = "use host, host:N or host slots=N"
+SET_HINT = "use Slurm host-list syntax (nid[001-004],gpu7), @FILE or a path to a file of hosts"
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("   \n\n", "hf lists no hosts (given 'hf'); write one host per line"),
+        ("# c\n", "hf lists no hosts (given 'hf'); write one host per line"),
+        ("a:0\n", f"bad slot count in hf line 1 (given 'a:0'); {HINT}"),
+        ("a:b:4\n", f"bad slot count in hf line 1 (given 'a:b:4'); {HINT}"),  # the first ':' splits
+        ("a slots=x\n", f"bad entry in hf line 1 (given 'a slots=x'); {HINT}"),
+        ("a\nb slots=0 \n", f"bad entry in hf line 2 (given 'b slots=0'); {HINT}"),
+        ("a! \n", "bad host name in hf line 1 (given 'a!'); host names are letters, digits, '.', '-' and '_'"),
+    ],
+)
+def test_hostfile_errors_in_full(text: str, line: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_hostfile(text, "hf")
+    assert info.value.line() == line
+
+
+def test_one_slot_is_a_slot_count_and_everything_after_the_first_hash_is_a_comment() -> None:
+    assert parse_hostfile("a:1\nb:1\n") == HostSlots(("a", "b"), (1, 1))
+    assert parse_hostfile("a # one # two\nb:2\n") == HostSlots(("a", "b"), (1, 2))
+
+
+def test_read_hostfile_errors_in_full(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "bin").write_bytes(b"\xff\xfe")
+    lines = {}
+    for name in ("missing", "d", "bin"):
+        with pytest.raises(SpecError) as info:
+            read_hostfile(tmp_path / name)
+        lines[name] = info.value.line()
+    assert (
+        lines["missing"]
+        == f"hostfile not found (given {str(tmp_path / 'missing')!r}); give an existing file with one host per line"
+    )
+    assert lines["d"] == f"hostfile is not readable (given {str(tmp_path / 'd')!r}); IsADirectoryError"
+    assert lines["bin"] == f"hostfile is not readable (given {str(tmp_path / 'bin')!r}); UnicodeDecodeError"
+
+
+def test_nodelist_errors_in_full() -> None:
+    with pytest.raises(SchedulerError) as info:
+        expand_nodelist("nid[1-")
+    assert info.value.line() == "cannot read SLURM_JOB_NODELIST (given 'nid[1-'); unbalanced brackets"
+    with pytest.raises(SchedulerError) as info:
+        expand_nodelist("")
+    assert info.value.line() == "SLURM_JOB_NODELIST is empty (given ''); run inside a Slurm allocation"
+
+
+def test_host_sets_skip_slot_words_and_comments() -> None:
+    assert parse_host_set("n1 slots=2 n2", "x") == ("n1", "n2")
+    assert parse_host_set("n[1-2]:4 # c # d\nn3", "x") == ("n1", "n2", "n3")
+    assert parse_host_set("n2 n1 n2", "x") == ("n2", "n1")
+
+
+def test_host_set_errors_in_full(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_host_set("n[1-", "--include-hosts")
+    assert (
+        info.value.line()
+        == f"cannot read the host list of --include-hosts: unbalanced brackets (given 'n[1-'); {SET_HINT}"
+    )
+    with pytest.raises(SpecError) as info:
+        parse_host_set("# only", "--include-hosts")
+    assert info.value.line() == f"--include-hosts names no hosts (given '# only'); {SET_HINT}"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "bin").write_bytes(b"\xff\xfe")
+    (tmp_path / "empty").write_text("")
+    cases = {
+        f"@{tmp_path / 'missing'}": f"--exclude-hosts file not found (given {str(tmp_path / 'missing')!r}); {SET_HINT}",
+        f"{tmp_path / 'd'}": f"--exclude-hosts file is not readable (given {str(tmp_path / 'd')!r}); IsADirectoryError",
+        f"@{tmp_path / 'bin'}": f"--exclude-hosts file is not readable (given {str(tmp_path / 'bin')!r}); UnicodeDecodeError",
+        f"@{tmp_path / 'empty'}": f"--exclude-hosts file {tmp_path / 'empty'} names no hosts (given ''); {SET_HINT}",
+    }
+    for value, line in cases.items():
+        with pytest.raises(SpecError) as info:
+            read_host_set(value, "--exclude-hosts")
+        assert info.value.line() == line
+
+
+def test_read_host_set_reads_a_file_by_at_or_by_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "hs").write_text("n1\nn2:4\n")
+    monkeypatch.chdir(tmp_path)
+    assert read_host_set("@hs", "--exclude-hosts") == ("n1", "n2")
+    assert read_host_set("./hs", "--exclude-hosts") == ("n1", "n2")
+    assert read_host_set(str(tmp_path / "hs"), "--exclude-hosts") == ("n1", "n2")
+    assert read_host_set("hs", "--exclude-hosts") == ("hs",)  # a bare word is a host

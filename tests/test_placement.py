@@ -151,6 +151,39 @@ def test_include_keeps_job_order_and_slots() -> None:
     assert dict(chosen.left_out) == {"a2": "not in --include-hosts"}
 
 
+def test_hosts_named_but_not_in_the_job_warn_per_option() -> None:
+    selection = select_hosts(job("a1", "a2"), include={"a1", "zz"}, exclude={"yy"})
+    assert selection.warnings == (
+        "--include-hosts names hosts that are not in the job (zz); ignored",
+        "--exclude-hosts names hosts that are not in the job (yy); ignored",
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "line"),
+    [
+        (
+            {"exclude": {"a1", "a2"}},
+            "--exclude-hosts leaves out every host of the job (given 'a[1-2]'); "
+            "the job's hosts are a[1-2] (PBS); leave at least one in",
+        ),
+        (
+            {"include": {"b1"}},
+            "no host of the job is in --include-hosts (given 'b1'); the job's hosts are a[1-2] (PBS)",
+        ),
+        (
+            {"spares": 2},
+            "no host left to run on beside the spares: the job has 2 usable hosts (given '--spare-nodes 2'); "
+            "use --spare-nodes 1 or fewer",
+        ),
+    ],
+)
+def test_nothing_left_to_run_on_in_full(kwargs: dict[str, object], line: str) -> None:
+    with pytest.raises(SpecError) as info:
+        select_hosts(job("a1", "a2"), **kwargs)  # type: ignore[arg-type]
+    assert info.value.line() == line
+
+
 def test_host_not_in_the_job_warns_and_is_ignored() -> None:
     selection = select_hosts(job("a1", "a2"), exclude={"a2", "zz9"})
     assert selection.allocation.hosts == ("a1",)
@@ -239,6 +272,11 @@ def test_host_to_drop_is_the_first_failing_ranks_host() -> None:
     # A fake-host layout: every rank sees this machine's name; the plan put rank 2 on n2.
     assert host_to_drop(Failed(2, "buildbox"), ("n1", "n2"), 2) == "n2"
     assert host_to_drop(Failed(9, "buildbox"), ("n1", "n2"), 2) is None
+    assert host_to_drop(Failed(0, "buildbox"), ("n1", "n2"), 2) == "n1"
+    assert host_to_drop(Failed(3, "buildbox"), ("n1", "n2"), 2) == "n2"
+    assert host_to_drop(Failed(4, "buildbox"), ("n1", "n2"), 2) is None  # past the last rank
+    assert host_to_drop(Failed(-1, "buildbox"), ("n1", "n2"), 2) is None
+    assert host_to_drop(Failed(9, "x2.hsn.site"), hosts, 2) == "x2.hsn"  # the short name is up to the first dot
 
 
 def test_a_spare_takes_the_failed_hosts_place_until_none_is_left() -> None:

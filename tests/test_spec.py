@@ -137,6 +137,24 @@ def test_mismatched_counts(fields: dict[str, int], parts: tuple[str, ...]) -> No
     assert_line(info.value, *parts)
 
 
+@pytest.mark.parametrize(
+    ("fields", "fixes"),
+    [
+        ({"np": 3, "ppn": 2}, "use -n 2 or -n 4, or -ppn 1 or -ppn 3"),
+        ({"np": 10, "ppn": 4}, "use -n 8 or -n 12, or -ppn 2 or -ppn 5"),
+        ({"np": 12, "ppn": 5}, "use -n 10 or -n 15, or -ppn 4 or -ppn 6"),
+        ({"np": 3, "ppn": 4}, "use -n 4, or -ppn 3"),  # no multiple of 4 below 3
+        ({"np": 7, "ppn": 2}, "use -n 6 or -n 8, or -ppn 1 or -ppn 7"),
+        ({"np": 10, "nhosts": 4}, "use -n 8 or -n 12, or -nh 2 or -nh 5"),
+    ],
+)
+def test_a_count_that_does_not_divide_names_the_nearest_that_do(fields: dict[str, int], fixes: str) -> None:
+    with pytest.raises(SpecError) as info:
+        LaunchSpec(command=CMD, **fields)  # type: ignore[arg-type]
+    np, (name, per) = fields["np"], [(k, v) for k, v in fields.items() if k != "np"][0]
+    assert info.value.line().endswith(f"np={np} is not divisible by {name}={per}; {fixes}"), info.value.line()
+
+
 @pytest.mark.parametrize("item", ["FOO", "FOO bar", ""])
 def test_env_item_without_equals(item: str) -> None:
     with pytest.raises(SpecError) as info:
@@ -429,3 +447,192 @@ def test_plan_launch_from_a_spec_object(tmp_path: Path, fake_machine: Callable[.
     plan = LaunchSpec(command=CMD, hostfile=hosts, ppn=2, master_port=29500).render({})
     assert plan.argv[:6] == ("mpiexec", "-n", "4", "-ppn", "2", "--hostfile")
     assert plan_launch(LaunchSpec(command=CMD, hostfile=hosts, ppn=2, master_port=29500), {}) == plan
+
+
+def test_a_spec_from_layers_renders_with_its_layers_provenance(
+    tmp_path: Path, fake_machine: Callable[..., Machine]
+) -> None:
+    fake_machine()
+    hosts = tmp_path / "hosts"
+    hosts.write_text("n1\nn2\n")
+    layers = [
+        ("config:run.toml", {"ppn": 2, "master_port": 29500}),
+        ("flags", {"command": CMD, "hostfile": str(hosts)}),
+    ]
+    plan = LaunchSpec.from_layers(layers).render({})
+    assert (plan.provenance["ppn"], plan.provenance["hostfile"]) == ("config:run.toml", "flags")
+
+
+HINT = "valid: " + ", ".join(sorted(LaunchSpec.model_fields))
+
+
+@pytest.mark.parametrize(
+    ("layers", "line"),
+    [
+        (
+            [("config:y.toml", {"np": 3, "ppn": 2, "command": CMD})],
+            "invalid spec in y.toml: np=3 is not divisible by ppn=2; use -n 2 or -n 4, or -ppn 1 or -ppn 3",
+        ),
+        (
+            [("flags", {"np": 3, "ppn": 2, "command": CMD})],
+            "invalid spec: np=3 is not divisible by ppn=2; use -n 2 or -n 4, or -ppn 1 or -ppn 3",
+        ),
+        (
+            [("flags", {"np": 0, "command": CMD}), ("config:y.toml", {"ppn": 1})],
+            "invalid np (from flags): Input should be greater than or equal to 1 (given 0)",
+        ),
+        (
+            [("config:x.toml", {"Np": 2})],
+            f"unknown key 'Np' in x.toml (given 2); {HINT}; did you mean 'np'?",
+        ),
+        ([("flags", {"nodes_x": 2})], f"unknown key 'nodes_x' (from flags) (given 2); {HINT}"),
+        ([("flags", {"Ppn-": 2})], f"unknown key 'Ppn-' (from flags) (given 2); {HINT}"),
+    ],
+)
+def test_an_invalid_layer_is_named_in_the_full_line(layers: list, line: str) -> None:
+    with pytest.raises(SpecError) as info:
+        LaunchSpec.from_layers(layers)
+    assert info.value.line() == line
+
+
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [("N-P", None), ("nprocs", "np"), (" Ppn ", "ppn"), ("accelerators-per-node", "accelerators_per_node")],
+)
+def test_field_hint_normalises_case_dashes_and_spaces(key: str, meant: str | None) -> None:
+    from ezpz.model.spec import field_hint
+
+    assert field_hint(key) == HINT + (f"; did you mean {meant!r}?" if meant else "")
+
+
+def test_config_file_errors_in_full(tmp_path: Path) -> None:
+    cases = {
+        "missing.toml": None,
+        "dir": "",
+        "bad.toml": "np = [\n",
+        "unknown.toml": "nprocs = 4\n",
+    }
+    for name, text in cases.items():
+        if text == "":
+            (tmp_path / name).mkdir()
+        elif text is not None:
+            (tmp_path / name).write_text(text)
+    lines = {}
+    for name in cases:
+        with pytest.raises(SpecError) as info:
+            load_config(tmp_path / name)
+        lines[name] = info.value.line()
+    assert (
+        lines["missing.toml"]
+        == f"config file not found (given {str(tmp_path / 'missing.toml')!r}); give a TOML file of LaunchSpec fields"
+    )
+    assert lines["dir"] == f"config file is not readable (given {str(tmp_path / 'dir')!r}); IsADirectoryError"
+    assert lines["bad.toml"].startswith("config file is not valid TOML: ")
+    assert (
+        lines["unknown.toml"]
+        == f"unknown key 'nprocs' in {tmp_path / 'unknown.toml'} (given 4); {HINT}; did you mean 'np'?"
+    )
+
+
+def test_a_nested_error_names_its_dotted_path() -> None:
+    with pytest.raises(SpecError) as info:
+        LaunchSpec(command=CMD, launcher_flags=[1])  # type: ignore[list-item]
+    assert info.value.line() == "invalid launcher_flags.0: Input should be a valid string (given 1)"
+
+
+def test_render_carries_the_run_settings_into_the_plan(tmp_path: Path) -> None:
+    spec = LaunchSpec(
+        command=CMD,
+        np=2,
+        ppn=2,
+        tag=False,
+        ranks="0,1",
+        run_dir=tmp_path / "run",
+        stop_grace=5.0,
+        timeout=30.0,
+        retries=2,
+        master_port=29400,
+        hostfile=tmp_path / "hosts",
+    )
+    plan = PBS().render(spec, Allocation(scheduler="pbs", hosts=("a", "b"), source="PBS_NODEFILE=/nodes"))
+    assert (plan.tag, plan.console_ranks, plan.run_dir) == (False, "0,1", str(tmp_path / "run"))
+    assert (plan.stop_grace, plan.timeout, plan.retries) == (5.0, 30.0, 2)
+    # the dry run's spec: JSON values, the command left out (it is in argv), the accelerators counted
+    assert "command" not in plan.spec
+    assert plan.spec["hostfile"] == str(tmp_path / "hosts") and plan.spec["run_dir"] == str(tmp_path / "run")
+    assert plan.spec["accelerators_per_node"] == 0 and plan.spec["np"] == 2
+    assert plan.provenance["launcher"] == "default for pbs" and plan.provenance["hosts"] == "PBS_NODEFILE=/nodes"
+
+
+RENDER_JOB = Allocation(scheduler="pbs", hosts=("a", "b"), source="S", cpus=16)
+
+
+def test_render_refuses_no_command_and_an_unknown_launcher_naming_its_layer() -> None:
+    with pytest.raises(SpecError) as info:
+        PBS().render(LaunchSpec(command=[]), RENDER_JOB)
+    assert info.value.line() == "no command to launch; put it after --: ezpz launch -- python train.py"
+    with pytest.raises(SpecError) as info:
+        PBS().render(LaunchSpec.from_layers([("flags", {"command": CMD, "launcher": "mpich3"})]), RENDER_JOB)
+    assert info.value.line() == "unknown launcher (from flags) (given 'mpich3'); valid: hydra, openmpi, pals, srun"
+
+
+def test_render_env_defaults_and_the_supervised_ranks_threads() -> None:
+    plan = PBS().render(LaunchSpec(command=CMD, np=4, ppn=2), RENDER_JOB)
+    assert plan.env == {
+        "MASTER_ADDR": "a",
+        "MASTER_PORT": "29500",
+        "EZPZ_LAUNCH_ID": "local-29500",
+        "EZPZ_LOCAL_WORLD_SIZE": "2",
+        "EZPZ_DUMP_SIGNAL": "ALRM",
+        "EZPZ_OMP_NUM_THREADS": "8",
+    }
+    crowded = PBS().render(LaunchSpec(command=CMD, np=64, ppn=32, oversubscribe=True), RENDER_JOB)
+    assert crowded.env["EZPZ_OMP_NUM_THREADS"] == "1"  # at least one thread per rank
+    plain = PBS().render(LaunchSpec(command=CMD, np=4, ppn=2, rank_env=False), RENDER_JOB)
+    assert plain.argv == ("mpiexec", "--envall", "--line-buffer", "--np=4", "--ppn=2", *CMD)
+    assert "EZPZ_DUMP_SIGNAL" not in plain.env and not plain.supervise
+
+
+@pytest.mark.parametrize(
+    ("flags", "added"), [([], True), (["-K1"], False), (["--kill-on-bad-exit=0"], False), (["-k"], True)]
+)
+def test_supervised_srun_stops_the_step_on_a_failed_task_unless_the_flags_choose(flags: list[str], added: bool) -> None:
+    plan = PBS().render(LaunchSpec(command=CMD, np=4, ppn=2, launcher="srun", launcher_flags=flags), RENDER_JOB)
+    assert ("--kill-on-bad-exit=1" in plan.argv) is added
+    assert plan.argv[plan.argv.index("--label") + 1 : plan.argv.index("sh")] == (
+        ("--kill-on-bad-exit=1", *flags) if added else tuple(flags)
+    )
+
+
+def test_the_device_mask_names_its_layer() -> None:
+    spec = LaunchSpec.from_layers([("flags", {"command": CMD, "np": 4, "ppn": 2, "device_mask": "cuda"})])
+    plan = PBS().render(spec, Allocation(scheduler="pbs", hosts=("a", "b"), accelerators=2))
+    assert plan.provenance["device_mask"] == "flags"
+    assert (plan.env["EZPZ_DEVICE_VAR"], plan.env["EZPZ_DEVICE_MAP"]) == ("CUDA_VISIBLE_DEVICES", "0 1")
+    direct = PBS().render(LaunchSpec(command=CMD, np=4, ppn=2, device_mask="cuda", accelerators_per_node=2), RENDER_JOB)
+    assert direct.provenance["device_mask"] == "spec"
+
+
+def test_merge_skips_unset_values_and_empty_env_or_flags_without_stopping() -> None:
+    layers = [("a", {"np": None, "env": [], "launcher_flags": [], "ppn": 2}), ("b", {"env": {"X": "1"}, "tag": False})]
+    assert merge_layers(layers) == ({"ppn": 2, "env": {"X": "1"}, "tag": False}, {"ppn": "a", "env": "b", "tag": "b"})
+
+
+def test_an_env_item_without_equals_in_full() -> None:
+    with pytest.raises(SpecError) as info:
+        LaunchSpec(command=CMD, env=["FOO"])
+    assert info.value.line() == "environment entry is not KEY=VALUE (given 'FOO'); write -x NAME=value"
+
+
+def test_render_and_run_use_the_environment_given(
+    tmp_path: Path, fake_machine: Callable[..., Machine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_machine()
+    hosts = tmp_path / "hosts"
+    hosts.write_text("n1\nn2\n")
+    spec = LaunchSpec(command=CMD, hostfile=hosts, master_port=29500)
+    assert spec.render({"EZPZ_PPN": "2"}).ppn == 2
+    ran: list = []
+    monkeypatch.setattr("ezpz.launch.execute.execute", lambda plan: ran.append(plan) or 7)
+    assert spec.run({"EZPZ_PPN": "3"}) == 7
+    assert [plan.ppn for plan in ran] == [3]

@@ -270,9 +270,8 @@ def _count_fixes(np: int, per: int, flag: str) -> str:
     multiples = [m for m in (np // per * per, (np // per + 1) * per) if m >= per]
     below = [d for d in range(per - 1, 0, -1) if np % d == 0][:1]
     above = [d for d in range(per + 1, np + 1) if np % d == 0][:1]
-    near = below + above
-    text = "use " + " or ".join(f"-n {m}" for m in multiples)
-    return text + (", or " + " or ".join(f"{flag} {d}" for d in near) if near else "")
+    near = below + above  # never empty: per > 1 (else it divides), so 1 divides np below it
+    return f"use {' or '.join(f'-n {m}' for m in multiples)}, or {' or '.join(f'{flag} {d}' for d in near)}"
 
 
 def _spec_error(exc: ValidationError, origin: str | None, provenance: Mapping[str, str] | None = None) -> SpecError:

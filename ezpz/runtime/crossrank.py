@@ -165,28 +165,18 @@ class Mismatch:
     extra: list[int]
 
 
-def row_stats(
-    values: Mapping[str, float], hashes: list[float], rows: list[list[float]]
-) -> tuple[dict[str, Stat], Mismatch | None]:
-    """Per metric of this rank (``values``, key hashes ``hashes`` in the same order), its statistics over the rows.
+def row_stats(hashes: Mapping[str, float], rows: list[list[float]]) -> tuple[dict[str, Stat], Mismatch | None]:
+    """Per metric of this rank (``hashes``: name -> key hash, in order), its statistics over the rows.
 
     Metrics are matched by key hash, so the ranks may list them in any order
     and each statistic counts the ranks that reported it (``n``).  Returns
     also the :class:`Mismatch` when some rank's metric set differs.
     """
-    n = len(values)
-    end = HEADER + 2 * n
-    if all(int(row[2]) == n and row[HEADER:end:2] == hashes for row in rows):
-        columns = zip(*(row[HEADER + 1 : end : 2] for row in rows), strict=True)
-        return {key: cross_rank_stats(list(col)) for key, col in zip(values, columns, strict=True)}, None
-    per_rank = []
-    for row in rows:
-        pairs = row[HEADER : HEADER + 2 * int(row[2])]
-        per_rank.append(dict(zip(pairs[0::2], pairs[1::2], strict=True)))
-    stats = {key: cross_rank_stats([d[h] for d in per_rank if h in d]) for key, h in zip(values, hashes, strict=True)}
-    mine = set(hashes)
+    per_rank = [{row[i]: row[i + 1] for i in range(HEADER, HEADER + 2 * int(row[2]), 2)} for row in rows]
+    stats = {key: cross_rank_stats([d[h] for d in per_rank if h in d]) for key, h in hashes.items()}
+    mine = set(hashes.values())
     if all(set(d) == mine for d in per_rank):
         return stats, None
-    missing = {k: [r for r, d in enumerate(per_rank) if h not in d] for k, h in zip(values, hashes, strict=True)}
+    missing = {k: [r for r, d in enumerate(per_rank) if h not in d] for k, h in hashes.items()}
     extra = [r for r, d in enumerate(per_rank) if set(d) - mine]
     return stats, Mismatch({k: v for k, v in missing.items() if v}, extra)

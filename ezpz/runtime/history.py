@@ -394,7 +394,7 @@ class History:
 
     def _stats(self, values: dict[str, float], rows: list[list[float]]) -> dict[str, Stat]:
         """The statistics of ``values`` over the ranks' rows; warns once when the ranks' metric sets differ."""
-        stats, mismatch = row_stats(values, [self._hashes[k] for k in values], rows)
+        stats, mismatch = row_stats({k: self._hashes[k] for k in values}, rows)
         if mismatch is not None:
             self._warn_once(
                 "mismatch",

@@ -21,6 +21,11 @@ def _default_ppn(alloc: Allocation, accel: int, how: str) -> tuple[int, str]:
     return 1, "cpu-only nodes: 1 rank per node (pass -ppn for more)"
 
 
+def _hosts_for(np: int, accelerators: int) -> int:
+    """The fewest hosts that hold ``np`` ranks at ``accelerators`` per host: ceil(np / accelerators)."""
+    return -(-np // accelerators)
+
+
 def pack_accelerators_first(np: int, accelerators: int, hosts: int) -> tuple[int, int]:
     """The packing rule for ``-n`` alone on nodes with accelerators: return (nhosts, ppn).
 
@@ -29,12 +34,13 @@ def pack_accelerators_first(np: int, accelerators: int, hosts: int) -> tuple[int
     :class:`~ezpz.errors.SpecError` naming the valid choices when ``np`` does not
     split evenly over those hosts or needs more than the job's ``hosts``.
     """
-    nhosts = -(-np // accelerators)
+    nhosts = _hosts_for(np, accelerators)
     if nhosts <= hosts and np % nhosts == 0:
         return nhosts, np // nhosts
     choices = _packable_near(np, accelerators, hosts)
-    exact = [f"-nh {d} -ppn {np // d}" for d in range(1, hosts + 1) if np % d == 0 and np // d <= accelerators]
-    valid = ", ".join([*choices, *exact]) or f"-n {accelerators * hosts} or fewer"
+    # More hosts than nhosts hold np // d < accelerators each: those dividing np are exact.
+    exact = [f"-nh {d} -ppn {np // d}" for d in range(nhosts + 1, hosts + 1) if np % d == 0]
+    valid = ", ".join([*choices, *exact])  # never empty: one rank on one host always packs
     if nhosts > hosts:
         what = (
             f"np={np} needs {plural(nhosts, 'host')} at {plural(accelerators, 'accelerator')} per node, "
@@ -54,10 +60,10 @@ def _packable_near(np: int, accelerators: int, hosts: int) -> list[str]:
     """The nearest rank counts below and above ``np`` that the packing rule places evenly."""
 
     def packs(n: int) -> bool:
-        return n % -(-n // accelerators) == 0
+        return n % _hosts_for(n, accelerators) == 0
 
     def shown(n: int) -> str:
-        nh = -(-n // accelerators)
+        nh = _hosts_for(n, accelerators)
         return f"-n {n} ({nh} host{'s' if nh > 1 else ''} × {n // nh})"
 
     top = accelerators * hosts
@@ -83,7 +89,8 @@ def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
     if spec.accelerators_per_node is not None:
         accel, how = spec.accelerators_per_node, prov.get("accelerators_per_node", "spec")
     else:
-        accel, how = alloc.accelerators or 0, f"detected: {alloc.accelerators or 0}"
+        accel = alloc.accelerators or 0
+        how = f"detected: {accel}"
     avail = len(alloc.hosts)
     np, ppn, nh = spec.np, spec.ppn, spec.nhosts
     out: dict[str, str] = {k: prov.get(k, "spec") for k in ("np", "ppn", "nhosts") if getattr(spec, k) is not None}

@@ -64,7 +64,7 @@ def parse_hostfile(text: str, origin: str = "hostfile") -> HostSlots:
     order: dict[str, int] = {}
     explicit = False
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
+        line = raw.partition("#")[0].strip()
         if not line:
             continue
         words = line.split()
@@ -133,11 +133,11 @@ def parse_host_set(text: str, origin: str) -> tuple[str, ...]:
     """
     hosts: dict[str, None] = {}
     for raw in text.splitlines():
-        for word in raw.split("#", 1)[0].split():
+        for word in raw.partition("#")[0].split():
             if _SLOTS_KV.match(word):
                 continue
             try:
-                expanded = hostlist.expand_hostlist(word.split(":", 1)[0])
+                expanded = hostlist.expand_hostlist(word.partition(":")[0])
             except hostlist.BadHostlist as exc:
                 raise SpecError(f"cannot read the host list of {origin}: {exc}", word, _HOST_SET_HINT) from None
             hosts.update(dict.fromkeys(expanded))

@@ -154,9 +154,9 @@ def host_to_drop(failure: FailedRank | None, hosts: Sequence[str], ppn: int) -> 
         return None
     if failure.host in hosts:
         return failure.host
-    short = failure.host.split(".", 1)[0]
+    short = failure.host.partition(".")[0]
     for host in hosts:
-        if host.split(".", 1)[0] == short:
+        if host.partition(".")[0] == short:
             return host
     if 0 <= failure.rank < len(hosts) * ppn:
         return hosts[failure.rank // ppn]
