@@ -604,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run every benchmark, print the table, write the JSON; 1 if a run or import check failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9, help="measured runs per side of the fast benchmarks")
-    parser.add_argument("--torch-runs", type=int, default=4, help="measured runs per side of the torch launch")
+    # torch's rendezvous adds 0-0.9 s at random to a run (a retry backoff), on every side alike: 4 runs were too few.
+    parser.add_argument("--torch-runs", type=int, default=12, help="measured runs per side of the torch launch")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON results")
     parser.add_argument(
         "--against",
