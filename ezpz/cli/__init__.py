@@ -13,7 +13,8 @@ The cyclic garbage collector is off while the CLI loads and parses its
 arguments (those imports make no garbage worth a collection) and on again
 from the command's first line, with what is loaded by then frozen out of its
 reach (:func:`freeze`; ``ezpz launch`` freezes again before the run, which
-also makes the exit quick).
+also makes the exit quick).  ``main([...])`` called with its arguments (a
+test, an embedding) leaves the collector alone.
 
 :func:`main` runs the app without Click's standalone mode so that every
 handled error (:class:`~ezpz.errors.EzpzError` and Click usage errors) ends
@@ -99,8 +100,9 @@ def build_app(names: list[str] | None = None) -> typer.Typer:
         """Portable distributed PyTorch launches: laptop, Slurm and PBS with one command."""
         # The command's own code starts here: collect garbage again from now on,
         # leaving what is loaded out of it (else the first collection walks it all).
-        gc.freeze()
-        gc.enable()
+        if _program["collector"]:
+            freeze()
+            gc.enable()
 
     wanted = dict.fromkeys(COMMANDS[name] for name in (COMMANDS if names is None else names))
     for module in wanted:
@@ -115,13 +117,21 @@ def _command_of(args: list[str]) -> str | None:
     return word if word in COMMANDS else None
 
 
+#: Whether :func:`main` runs as the program (its arguments from ``sys.argv``) and so manages the collector.
+_program = {"collector": False}
+
+
 def freeze() -> None:
     """Keep everything loaded so far out of the garbage collector's reach (before a long run).
 
     The collector then never walks the CLI's modules again, in the run or at
-    the exit, where walking them costs ~30 ms.
+    the exit, where walking them costs ~30 ms.  Only when :func:`main` runs
+    as the program: a process that calls ``main([...])`` itself (a test, an
+    embedding) keeps its collector as it was, since freezing would also keep
+    its own garbage of the moment for good.
     """
-    gc.freeze()
+    if _program["collector"]:
+        gc.freeze()
 
 
 def error_line(message: str) -> None:
@@ -130,12 +140,18 @@ def error_line(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit status (2 for any handled error)."""
-    args = sys.argv[1:] if argv is None else argv
-    collecting = gc.isenabled()
+    """Run the CLI and return its exit status (2 for any handled error).
+
+    Without ``argv`` it runs as the program (the ``ezpz`` command, ``python
+    -m ezpz``): the arguments come from ``sys.argv`` and the collector is off
+    until the command starts (see the module docstring).
+    """
+    if argv is not None:
+        return _run(argv)
+    collecting = _program["collector"] = gc.isenabled()
     gc.disable()
     try:
-        return _run(args)
+        return _run(sys.argv[1:])
     finally:
         if collecting:
             gc.enable()
