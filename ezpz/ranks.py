@@ -148,7 +148,7 @@ def device_env(environ: Mapping[str, str], local_rank: int) -> dict[str, str]:
     counts the devices that list names: ``CUDA_VISIBLE_DEVICES=4,5,6,7`` and
     entry ``1`` give ``5``.  Empty when the plan sets no mask.
     """
-    var = environ.get("EZPZ_DEVICE_VAR", "")
+    var = environ.get("EZPZ_DEVICE_VAR")
     entries = environ.get("EZPZ_DEVICE_MAP", "").split()
     if not var or not entries:
         return {}

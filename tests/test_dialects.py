@@ -34,6 +34,8 @@ def test_openmpi_binds_and_forwards_path_and_the_plan_env_once() -> None:
         "mpirun", "-n", "4", "--map-by", "ppr:2:node", "--bind-to", "socket",
         "-x", "A", "--foo", "-x", "PATH", "-x", "B", "x",
     ]  # fmt: skip
+    # a variable named by the last two flags is not named twice; a trailing "-x" names nothing
+    assert dialects.openmpi_argv(parts(flags=["-x", "A"], env={"A": "1"}))[-5:] == ["-x", "A", "-x", "PATH", "x"]
     # a trailing "-x" names nothing
     assert dialects.openmpi_argv(parts(flags=["-x"], env={"A": "1"}))[-6:] == ["-x", "-x", "PATH", "-x", "A", "x"]
 

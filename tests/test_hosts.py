@@ -237,3 +237,9 @@ def test_read_host_set_reads_a_file_by_at_or_by_path(tmp_path: Path, monkeypatch
     assert read_host_set("./hs", "--exclude-hosts") == ("n1", "n2")
     assert read_host_set(str(tmp_path / "hs"), "--exclude-hosts") == ("n1", "n2")
     assert read_host_set("hs", "--exclude-hosts") == ("hs",)  # a bare word is a host
+
+
+def test_the_default_origin_is_hostfile() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_hostfile("")
+    assert info.value.line() == "hostfile lists no hosts (given 'hostfile'); write one host per line"

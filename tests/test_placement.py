@@ -329,6 +329,9 @@ def test_fail_over_replaces_the_failing_host_or_says_retry_as_is() -> None:
     with pytest.raises(LaunchError) as info:
         fail_over(new, Record(rank=0, host="n1"))
     assert "failed hosts n2, n1" in info.value.line()
+    assert fail_over(plan, Record(rank=99, host="elsewhere")) is None  # no host to blame: retry as it was
+    exited = fail_over(plan, Record(rank=0, host="n1", code=3))
+    assert exited is not None and dict(exited[0].left_out)["n1"] == "failed: rank 0 exit 3"
     without_spares = PBS().render(LaunchSpec(command=CMD, master_port=1, retries=2), job("n1", "n2"))
     assert fail_over(without_spares, Record(rank=0, host="n1")) is None
 

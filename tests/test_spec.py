@@ -636,3 +636,20 @@ def test_render_and_run_use_the_environment_given(
     monkeypatch.setattr("ezpz.launch.execute.execute", lambda plan: ran.append(plan) or 7)
     assert spec.run({"EZPZ_PPN": "3"}) == 7
     assert [plan.ppn for plan in ran] == [3]
+
+
+def test_a_cut_cpu_list_says_so_where_it_came_from() -> None:
+    plan = PBS().render(LaunchSpec(command=CMD, np=4, ppn=2, cpu_bind="list:1:2:3"), RENDER_JOB)
+    assert plan.provenance["cpu_bind"] == "spec; list of 3 entries cut to ppn=2"
+    assert "--cpu-bind=list:1:2" in plan.argv
+
+
+def test_a_scheduler_without_batch_system_refuses_submit_and_requeue_in_full() -> None:
+    from ezpz.schedulers.local import Local
+
+    with pytest.raises(SchedulerError) as info:
+        Local().batch_header(None, None, None, None, None)  # type: ignore[arg-type]
+    assert info.value.line() == "the local scheduler has no batch system to submit to (given 'local')"
+    with pytest.raises(SchedulerError) as info:
+        Local().batch_requeue("job.sh")
+    assert info.value.line() == "the local scheduler cannot requeue a job (given '--requeue'); submit without --requeue"

@@ -122,7 +122,7 @@ def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
             nh, out["nhosts"] = avail, f"all {'usable ' if left else ''}hosts of the job ({alloc.source}{left})"
         np = nh * ppn
         out["np"] = "nhosts × ppn"
-    assert nh is not None and ppn is not None
+    assert nh is not None and ppn is not None  # pragma: no mutate (narrows the types for pyright; always true here)
     if nh > avail:
         raise SchedulerError(
             f"more hosts requested than the job has ({avail})",
