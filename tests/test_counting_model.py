@@ -601,6 +601,7 @@ def test_cpu_bind_note(cpu_bind: str | None, ppn: int, note: str | None) -> None
         (8, 3, 4, "-n 6 (2 hosts × 3), -n 9 (3 hosts × 3), -nh 4 -ppn 2"),
         (10, 4, 5, "-n 9 (3 hosts × 3), -n 12 (3 hosts × 4), -nh 5 -ppn 2"),
         (5, 4, 5, "-n 4 (1 host × 4), -n 6 (2 hosts × 3), -nh 5 -ppn 1"),
+        (10, 4, 4, "-n 9 (3 hosts × 3), -n 12 (3 hosts × 4)"),  # -nh 5 would need a fifth host
     ],
 )
 def test_the_packing_refusal_offers_near_counts_and_exact_layouts_on_more_hosts(

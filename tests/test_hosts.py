@@ -171,6 +171,7 @@ def test_hostfile_errors_in_full(text: str, line: str) -> None:
 
 def test_one_slot_is_a_slot_count_and_everything_after_the_first_hash_is_a_comment() -> None:
     assert parse_hostfile("a:1\nb:1\n") == HostSlots(("a", "b"), (1, 1))
+    assert parse_hostfile("a slots=1\nb max_slots=2\n") == HostSlots(("a", "b"), (1, 2))
     assert parse_hostfile("a # one # two\nb:2\n") == HostSlots(("a", "b"), (1, 2))
 
 

@@ -277,6 +277,7 @@ def test_host_to_drop_is_the_first_failing_ranks_host() -> None:
     assert host_to_drop(Failed(4, "buildbox"), ("n1", "n2"), 2) is None  # past the last rank
     assert host_to_drop(Failed(-1, "buildbox"), ("n1", "n2"), 2) is None
     assert host_to_drop(Failed(9, "x2.hsn.site"), hosts, 2) == "x2.hsn"  # the short name is up to the first dot
+    assert host_to_drop(Failed(9, "x2"), ("x1.hsn.site", "x2.hsn.site"), 2) == "x2.hsn.site"
 
 
 def test_a_spare_takes_the_failed_hosts_place_until_none_is_left() -> None:

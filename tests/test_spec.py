@@ -497,7 +497,13 @@ def test_an_invalid_layer_is_named_in_the_full_line(layers: list, line: str) -> 
 
 @pytest.mark.parametrize(
     ("key", "meant"),
-    [("N-P", None), ("nprocs", "np"), (" Ppn ", "ppn"), ("accelerators-per-node", "accelerators_per_node")],
+    [
+        ("N-P", None),
+        ("nprocs", "np"),
+        (" Ppn ", "ppn"),
+        ("accelerators-per-node", "accelerators_per_node"),
+        ("Procs-Per-Node", "ppn"),
+    ],
 )
 def test_field_hint_normalises_case_dashes_and_spaces(key: str, meant: str | None) -> None:
     from ezpz.model.spec import field_hint

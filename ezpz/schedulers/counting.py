@@ -171,5 +171,5 @@ def cpu_bind_note(cpu_bind: str | None, ppn: int) -> str | None:
     if entries is None or len(entries) == ppn:
         return None
     if len(entries) > ppn:
-        return f"list of {plural(len(entries), 'entry', 'entries')} cut to ppn={ppn}"
+        return f"list of {len(entries)} entries cut to ppn={ppn}"  # more than ppn >= 1: always plural
     return f"list of {plural(len(entries), 'entry', 'entries')} for ppn={ppn}: passed as given (fewer entries than ranks per node)"
