@@ -96,7 +96,7 @@ export ROLE_NAME=default ROLE_RANK="$_rank" ROLE_WORLD_SIZE="$_world"
 # entry per local rank, as ezpz.ranks.device_env reads them): this rank's entry.
 # When the variable is already set (Slurm's CUDA_VISIBLE_DEVICES for a step, a
 # user's 4,5,6,7), an entry counts the devices it lists: 4,5,6,7 and 1 give 5.
-_ezpz_nth() { # _ezpz_nth N LIST: set _got to item N (from 0) of comma LIST, blanks dropped
+_ezpz_nth() { # _ezpz_nth N LIST: set _got to item N (from 0) of comma LIST, blank items dropped, blanks around items too
     _got=
     _n=0
     _old_ifs=$IFS
@@ -104,6 +104,8 @@ _ezpz_nth() { # _ezpz_nth N LIST: set _got to item N (from 0) of comma LIST, bla
     set -f
     for _it in $2; do
         case $_it in *[!\ ]*) ;; *) continue ;; esac
+        _it=${_it#"${_it%%[! ]*}"}
+        _it=${_it%"${_it##*[! ]}"}
         [ "$_n" -ne "$1" ] || _got=$_it
         _n=$((_n + 1))
     done
