@@ -230,11 +230,6 @@ MODULE_LINES = 400
 FUNCTION_LINES = 50
 #: The words a longer function's docstring uses to say why it stays one piece.
 ONE_PIECE = "one function on purpose"
-#: Modules and functions over the limits that other work this session is splitting;
-#: an entry goes when its split lands (the test fails on an entry that fits).
-TOO_LONG_FOR_NOW = {
-    "ezpz.runtime.history": "History is being split (runtime/history.py)",
-}
 
 
 def _functions(
@@ -267,13 +262,8 @@ TOO_LONG = {name: size for module, path in MODULES.items() for name, size in too
 
 def test_modules_and_functions_stay_short() -> None:
     """No module over 400 lines; no function over 50 unless its docstring says "One function on purpose" and why."""
-    bad = [f"{name}: {size}" for name, size in sorted(TOO_LONG.items()) if name not in TOO_LONG_FOR_NOW]
+    bad = [f"{name}: {size}" for name, size in sorted(TOO_LONG.items())]
     assert not bad, "too long (split it, or say why it is one function on purpose):\n" + "\n".join(bad)
-
-
-def test_the_allow_list_only_holds_what_is_still_too_long() -> None:
-    fixed = sorted(set(TOO_LONG_FOR_NOW) - set(TOO_LONG))
-    assert not fixed, "these fit now; remove them from TOO_LONG_FOR_NOW:\n" + "\n".join(fixed)
 
 
 def test_the_size_check_counts_docstrings_methods_and_reasons() -> None:

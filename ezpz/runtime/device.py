@@ -2,7 +2,8 @@
 
 :func:`detect_device_type` and :func:`resolve_backend` are steps 1 and 2 of
 :func:`ezpz.runtime.dist.setup_torch`; :func:`device_index` picks this rank's
-device among those it sees.
+device among those it sees; :func:`collective_device` is where a process
+group's collectives want their tensors.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "DEVICE_TYPES",
     "VALID_BACKENDS",
     "backend_available",
+    "collective_device",
     "detect_device_type",
     "device_index",
     "resolve_backend",
@@ -142,3 +144,18 @@ def set_device(torch: Any, device_type: str, local_rank: int) -> None:
     if device_type in ("cuda", "xpu"):
         module = getattr(torch, device_type)
         module.set_device(device_index(local_rank, module.device_count()))
+
+
+def collective_device(torch: Any, dist: Any) -> Any:
+    """The device the tensors of ``dist``'s default group's collectives live on.
+
+    CPU for gloo and MPI; otherwise the current accelerator (CUDA's current
+    device on a torch without ``torch.accelerator``).
+    """
+    backend = str(dist.get_backend()).lower()
+    if "gloo" in backend or backend == "mpi":
+        return torch.device("cpu")
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and accelerator.current_accelerator() is not None:
+        return accelerator.current_accelerator()
+    return torch.device("cuda", torch.cuda.current_device())

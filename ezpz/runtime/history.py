@@ -47,7 +47,6 @@ import json
 import math
 import os
 import platform
-import re
 import socket
 import sys
 import time
@@ -65,11 +64,13 @@ from ezpz.runtime.crossrank import (
     check_rows,
     cross_rank_stats,
     grown,
-    key_hash,
     local_stats,
     pack,
     row_stats,
 )
+from ezpz.runtime.device import collective_device
+from ezpz.runtime.history_input import check_key, env_number, pick, to_floats
+from ezpz.runtime.history_wandb import WandbSink
 from ezpz.runtime.metrics_io import METRICS_FILE, JsonlWriter
 from ezpz.runtime.progress import Progress
 from ezpz.runtime.report import META_FILE, MetricTrack, fmt, write_report
@@ -78,45 +79,6 @@ __all__ = ["History", "Stat", "cross_rank_stats"]
 
 log = get_logger("ezpz.history")
 
-_KEY = re.compile(r"[\w][\w.\-]*")
-_RESERVED = {"time"}
-_TRUTHY = {"1", "true", "yes", "on"}
-_FALSY = {"0", "false", "no", "off", ""}
-
-
-def _env_flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUTHY:
-        return True
-    if value in _FALSY:
-        return False
-    raise HistoryError(f"{name} is not a boolean", raw, "use 1/0, true/false, yes/no or on/off")
-
-
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise HistoryError(f"{name} is not a number", raw, "give a positive number") from None
-    if value <= 0:
-        raise HistoryError(f"{name} must be positive", raw, "give a positive number")
-    return value
-
-
-def _pick(arg: Any, env: str, default: bool) -> bool:
-    return _env_flag(env, default) if arg is None else bool(arg)
-
-
-def _redact(text: str) -> str:
-    secret = os.environ.get("WANDB_API_KEY")
-    return text.replace(secret, "***") if secret else text
-
 
 def _torch_dist() -> ModuleType | None:
     """torch.distributed when it is imported, initialized and the world is > 1."""
@@ -124,16 +86,6 @@ def _torch_dist() -> ModuleType | None:
     if dist is None or not dist.is_available() or not dist.is_initialized():
         return None
     return dist if dist.get_world_size() > 1 else None
-
-
-def _collective_device(torch: ModuleType, dist: ModuleType) -> Any:
-    backend = str(dist.get_backend()).lower()
-    if "gloo" in backend or backend == "mpi":
-        return torch.device("cpu")
-    accelerator = getattr(torch, "accelerator", None)
-    if accelerator is not None and accelerator.current_accelerator() is not None:
-        return accelerator.current_accelerator()
-    return torch.device("cuda", torch.cuda.current_device())
 
 
 class History:
@@ -191,15 +143,15 @@ class History:
         self.keys = None if keys is None else list(keys)
         if self.keys is not None:
             for key in self.keys:
-                error = self._check_key(key)
+                error = check_key(key)
                 if error is not None:
                     raise error
-        self.report = _pick(report, "EZPZ_HISTORY_REPORT", True)
-        self.distributed = _pick(distributed, "EZPZ_HISTORY_DISTRIBUTED", True)
-        self.plot = _pick(plot, "EZPZ_HISTORY_PLOT", True)
-        self.max_points = int(max_points or _env_number("EZPZ_HISTORY_MAX_POINTS", 1024))
-        self.timeout = float(timeout or _env_number("EZPZ_HISTORY_TIMEOUT", 900.0))
-        max_bytes = int(jsonl_max_bytes or _env_number("EZPZ_HISTORY_JSONL_MAX_BYTES", 64 * 2**20))
+        self.report = pick(report, "EZPZ_HISTORY_REPORT", True)
+        self.distributed = pick(distributed, "EZPZ_HISTORY_DISTRIBUTED", True)
+        self.plot = pick(plot, "EZPZ_HISTORY_PLOT", True)
+        self.max_points = int(max_points or env_number("EZPZ_HISTORY_MAX_POINTS", 1024))
+        self.timeout = float(timeout or env_number("EZPZ_HISTORY_TIMEOUT", 900.0))
+        max_bytes = int(jsonl_max_bytes or env_number("EZPZ_HISTORY_JSONL_MAX_BYTES", 64 * 2**20))
         self.rank = self._rank()
         base = Path(os.environ.get("EZPZ_HISTORY_DIR") or "outputs/history")
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -216,7 +168,7 @@ class History:
         self._world = 1
         if self.rank == 0:
             self._open_files(jsonl, max_bytes)
-        self._wandb, self._wandb_owned = self._setup_wandb(wandb) if self.rank == 0 else (None, False)
+        self._wandb = WandbSink.start(wandb, self.run_dir, self._world_size()) if self.rank == 0 else None
         self.progress = Progress(total, rank=self.rank) if total is not None else None
         #: The absolute path of ``report.md`` once :meth:`finalize` wrote it.
         self.report_path: Path | None = None
@@ -231,7 +183,7 @@ class History:
 
     def _open_files(self, jsonl: bool | str | os.PathLike[str] | None, max_bytes: int) -> None:
         """On rank 0: make the run directory when anything goes there, open the JSONL writer."""
-        want_jsonl = jsonl if isinstance(jsonl, (str, os.PathLike)) else _pick(jsonl, "EZPZ_HISTORY_JSONL", True)
+        want_jsonl = jsonl if isinstance(jsonl, (str, os.PathLike)) else pick(jsonl, "EZPZ_HISTORY_JSONL", True)
         if want_jsonl or self.report:
             self._make_run_dir()
         if want_jsonl:
@@ -250,34 +202,6 @@ class History:
                 str(self.run_dir),
                 f"{exc.strerror or exc}; pass outdir= or set EZPZ_HISTORY_DIR to a writable directory",
             ) from None
-
-    def _setup_wandb(self, wanted: bool | None) -> tuple[ModuleType | None, bool]:
-        if wanted is False:
-            return None, False
-        module = sys.modules.get("wandb")
-        if wanted is None:
-            if module is not None and getattr(module, "run", None) is not None:
-                return module, False
-            if not _env_flag("EZPZ_WANDB", False):
-                return None, False
-        try:
-            # wandb only for runs that log to W&B (it is slow to import, and off the launch path).
-            import wandb
-        except ImportError:
-            log.warning("W&B logging asked for but wandb is not installed: pip install 'ezpz[wandb]'")
-            return None, False
-        if wandb.run is not None:
-            return wandb, False
-        try:
-            wandb.init(
-                project=os.environ.get("EZPZ_WANDB_PROJECT") or "ezpz",
-                dir=str(self.run_dir) if self.run_dir.is_dir() else None,
-                config={"world_size": self._world_size()},
-            )
-        except Exception as exc:  # W&B must never stop training
-            log.warning("W&B disabled: could not start a run (%s: %s)", type(exc).__name__, _redact(str(exc)))
-            return None, False
-        return wandb, True
 
     @staticmethod
     def _world_size() -> int:
@@ -311,65 +235,12 @@ class History:
             log.warning(message, *args)
 
     # ---------------------------------------------------------------- values
-    @staticmethod
-    def _check_key(key: object) -> HistoryError | None:
-        if not isinstance(key, str) or not _KEY.fullmatch(key):
-            return HistoryError(
-                "metric names must be words, dots or dashes (no '/' or spaces)",
-                key if isinstance(key, str) else repr(key),
-                "e.g. 'train.loss' or 'train_loss'",
-            )
-        if key in _RESERVED:
-            return HistoryError("metric name is reserved", key, "rename it, e.g. 'dt' for a duration")
-        return None
-
-    def _scalars(self, metrics: Mapping[str, Any]) -> tuple[dict[str, float], HistoryError | None]:
-        """Validate keys and turn values into floats (skipping non-numbers with one warning)."""
-        values: dict[str, float] = {}
-        tensors: dict[Any, list[tuple[str, Any]]] = {}
-        for key, value in metrics.items():
-            if key not in self._hashes:
-                error = self._check_key(key)
-                if error is not None:
-                    return {}, error
-                self._hashes[key] = key_hash(key)
-            if self.keys is not None and key not in self.keys:
-                self._warn_once(f"untracked:{key}", "History: metric %r is not in keys=; ignored", key)
-                continue
-            if isinstance(value, (bool, int, float)):
-                values[key] = float(value)
-                continue
-            numel = getattr(value, "numel", None)
-            if callable(numel) and type(value).__module__.startswith("torch") and numel() == 1:
-                tensors.setdefault(value.device, []).append((key, value))
-                values[key] = math.nan  # placeholder keeps the caller's order
-                continue
-            if not isinstance(value, (str, bytes)) and getattr(value, "size", 1) == 1:
-                try:
-                    values[key] = float(value)
-                    continue
-                except (TypeError, ValueError):
-                    pass
-            self._warn_once(
-                f"type:{key}",
-                "History: metric %r is not a number (%s); skipped. Metrics are int, float, bool "
-                "or one-element arrays/tensors",
-                key,
-                type(value).__name__,
-            )
-        if tensors:
-            torch = sys.modules["torch"]
-            for items in tensors.values():
-                numbers = torch.stack([t.detach().reshape(()) for _, t in items]).cpu().double().tolist()
-                values.update(zip((k for k, _ in items), numbers, strict=True))
-        return values, None
-
     # ---------------------------------------------------------------- collective
     def _exchange(self, dist: ModuleType, step: float, values: dict[str, float], failed: bool) -> list[list[float]]:
         """One all_gather of the packed vectors; returns one row per rank."""
         torch = sys.modules["torch"]
         if self._device is None:
-            self._device = _collective_device(torch, dist)
+            self._device = collective_device(torch, dist)
         vec = pack(self._calls, step, values, self._hashes, self._capacity, failed)
         width = len(vec)
         world = dist.get_world_size()
@@ -427,7 +298,7 @@ class History:
         step = self._calls if step is None else step
         if isinstance(step, bool) or not isinstance(step, (int, float)):
             raise HistoryError("step must be a number", repr(step), "pass an int, e.g. step=10")
-        values, error = self._scalars(metrics)
+        values, error = to_floats(metrics, self.keys, self._hashes, self._warn_once)
         dist = _torch_dist() if self.distributed else None
         self._world = 1 if dist is None else dist.get_world_size()
         if dist is not None:
@@ -472,17 +343,8 @@ class History:
                 log.warning("History: JSONL writing stopped (%s); lines written so far are kept", exc)
                 self._writer.close()
                 self._writer = None
-        if self._wandb is not None:
-            data: dict[str, float] = {}
-            for key, s in stats.items():
-                data[key] = s.mean
-                if s.n > 1:
-                    data.update({f"{key}/std": s.std, f"{key}/min": s.min, f"{key}/max": s.max})
-            try:
-                self._wandb.log(data, step=int(step))
-            except Exception as exc:  # W&B must never stop training
-                log.warning("W&B disabled: log failed (%s: %s)", type(exc).__name__, _redact(str(exc)))
-                self._wandb = None
+        if self._wandb is not None and not self._wandb.log(stats, step):
+            self._wandb = None
 
     @staticmethod
     def _line(step: int | float, stats: dict[str, Stat]) -> str:
@@ -524,10 +386,7 @@ class History:
             if meta_path.is_file():
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
             self.report_path = write_report(target, self.tracks, meta, plot=self.plot).resolve()
-        if self._wandb is not None and self._wandb_owned:
-            try:
-                self._wandb.finish()
-            except Exception as exc:  # W&B must never stop training
-                log.warning("W&B finish failed (%s: %s)", type(exc).__name__, _redact(str(exc)))
+        if self._wandb is not None:
+            self._wandb.finish()
         self._wandb = None
         return target
