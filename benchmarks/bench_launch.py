@@ -591,10 +591,17 @@ def bench_against(runs: int, env: Mapping[str, str], tree: Path) -> dict[str, An
     dry = [sys.executable, "-m", "ezpz", "launch", "--dry-run", "--", "python", "x.py"]
     here = str(Path(__file__).resolve().parents[1])
     sides = {"baseline": {**env, "PYTHONPATH": str(tree)}, "this": {**env, "PYTHONPATH": here}}
-    samples = interleave(runs, (dry, sides["baseline"]), (dry, sides["this"]))
     out: dict[str, Any] = {"baseline_tree": str(tree)}
-    for (name, side_env), got in zip(sides.items(), samples, strict=True):
-        out[name] = {**medians(got), **_dry_run_modules(side_env), "heavy": heavy_imports_api(side_env)["heavy"]}
+    # `python -m` puts the working directory first on sys.path: from a checkout
+    # both sides would import that checkout, whatever PYTHONPATH says.
+    cwd = os.getcwd()
+    os.chdir(tempfile.gettempdir())
+    try:
+        samples = interleave(runs, (dry, sides["baseline"]), (dry, sides["this"]))
+        for (name, side_env), got in zip(sides.items(), samples, strict=True):
+            out[name] = {**medians(got), **_dry_run_modules(side_env), "heavy": heavy_imports_api(side_env)["heavy"]}
+    finally:
+        os.chdir(cwd)
     out["wall_ratio"] = out["this"]["wall_s"] / out["baseline"]["wall_s"]
     out["cpu_ratio"] = out["this"]["cpu_s"] / out["baseline"]["cpu_s"]
     return out

@@ -20,7 +20,7 @@ from typing import Any
 from ezpz.errors import SchedulerError, plural
 from ezpz.launch.layers import with_env, with_template
 from ezpz.launch.machine import Machine
-from ezpz.launch.supervise import RANK_SHIM
+from ezpz.launch.shim import RANK_SHIM
 from ezpz.launch.templates import find_template, templates_for_host
 from ezpz.log import get_logger
 from ezpz.model.allocation import Allocation

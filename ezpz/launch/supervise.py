@@ -17,7 +17,6 @@ reads the failure record back for other tools (node failover).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ezpz.launch.reader import RECORD, Supervisor
@@ -31,6 +30,7 @@ from ezpz.launch.rundir import (
     status_text,
     write_json,
 )
+from ezpz.launch.shim import RANK_SHIM
 from ezpz.model.console import parse_ranks
 
 if TYPE_CHECKING:
@@ -49,8 +49,6 @@ __all__ = [
     "status_text",
 ]
 
-#: The per-rank shell shim, shipped beside this module (``sh RANK_SHIM CMD``).
-RANK_SHIM = Path(__file__).with_name("rank.sh")
 #: Up to this many ranks the console shows every rank; above it, rank 0 only
 #: (every rank is still logged).  ``--ranks`` overrides the rule.
 CONSOLE_ALL_RANKS_UP_TO = 64
