@@ -109,12 +109,12 @@ def only_np(np: int, job: Job) -> tuple[int, int] | Refusal:
     return nhosts, np // nhosts
 
 
-def default_ppn(job: Job) -> int:
-    """Ranks per host when only nhosts (or nothing) is given."""
+def default_ppn(job: Job, nhosts: int | None) -> int:
+    """Ranks per host when only nhosts (or nothing) is given: the slots of the hosts used count."""
     if accelerators(job) > 0:
         return accelerators(job)
     if job.slots:
-        return min(job.slots)
+        return min(job.slots[:nhosts])
     return 1
 
 
@@ -149,7 +149,7 @@ def predict(asked: Asked, job: Job) -> Counts | Refusal:
             return placed
         nh, ppn = placed
     else:
-        ppn = default_ppn(job) if ppn is None else ppn
+        ppn = default_ppn(job, nh) if ppn is None else ppn
         nh = avail if nh is None else nh
         np = nh * ppn
     if nh > avail:
@@ -386,6 +386,7 @@ def test_the_model_knows_the_documented_examples() -> None:
     assert predict({"np": 6}, replace(aurora, accelerators=4)) == Counts(6, 3, 2)
     assert predict({"np": 2}, Job(hosts=("a", "b", "c", "d"))) == Counts(2, 1, 2)
     assert predict({"nhosts": 1, "ppn": 4}, Job(hosts=("a", "b"), slots=(4, 2))) == Counts(4, 4, 1)
+    assert predict({"nhosts": 1}, Job(hosts=("a", "b"), slots=(4, 2))) == Counts(4, 4, 1)  # b's 2 slots are not used
     assert isinstance(predict({"np": 10}, Job(hosts=("a", "b", "c", "d"))), Refusal)
 
 
@@ -461,6 +462,12 @@ def _alloc(**fields: object) -> Allocation:
             {"slots": (3, 4)},
             (6, 3, 2, 0),
             {"ppn": f"slots per host ({JOB})", "nhosts": f"all hosts of the job ({JOB})", "np": "nhosts × ppn"},
+        ),
+        (
+            {"nhosts": 1},
+            {"slots": (4, 2)},
+            (4, 4, 1, 0),
+            {"nhosts": "spec", "ppn": f"slots per host ({JOB})", "np": "nhosts × ppn"},
         ),
         (
             {},

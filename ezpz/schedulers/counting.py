@@ -13,11 +13,12 @@ from ezpz.model.spec import LaunchSpec
 __all__ = ["cpu_bind_note", "cut_cpu_bind", "layout", "pack_accelerators_first"]
 
 
-def _default_ppn(alloc: Allocation, accel: int, how: str) -> tuple[int, str]:
+def _default_ppn(alloc: Allocation, accel: int, how: str, nhosts: int | None) -> tuple[int, str]:
+    """Ranks per host when none is given: the accelerators, else the fewest slots of the hosts used, else 1."""
     if accel > 0:
         return accel, f"accelerators per node ({how})"
     if alloc.slots:
-        return min(alloc.slots), f"slots per host ({alloc.source})"
+        return min(alloc.slots[:nhosts]), f"slots per host ({alloc.source})"
     return 1, "cpu-only nodes: 1 rank per node (pass -ppn for more)"
 
 
@@ -116,7 +117,7 @@ def layout(spec: LaunchSpec, alloc: Allocation) -> Layout:
         out["nhosts"], out["ppn"] = f"np over the job's {plural(avail, 'host')}", "np / nhosts"
     else:
         if ppn is None:
-            ppn, out["ppn"] = _default_ppn(alloc, accel, how)
+            ppn, out["ppn"] = _default_ppn(alloc, accel, how, nh)
         if nh is None:
             left = f", {len(alloc.left_out)} left out" if alloc.left_out else ""
             nh, out["nhosts"] = avail, f"all {'usable ' if left else ''}hosts of the job ({alloc.source}{left})"
