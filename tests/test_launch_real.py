@@ -217,11 +217,14 @@ def test_retries_rerun_a_failed_launch(tmp_path):
     counter = tmp_path / "n"
     code = (
         f"import pathlib; p = pathlib.Path({str(counter)!r}); n = int(p.read_text()) if p.exists() else 0; "
-        "p.write_text(str(n + 1)); raise SystemExit(0 if n >= 1 else 7)"
+        "p.write_text(str(n + 1)); print('try', n); raise SystemExit(0 if n >= 1 else 7)"
     )
-    done = ezpz("launch", "-n", "1", "--retries", "2", "--", sys.executable, "-c", code)
+    run_dir = tmp_path / "run"
+    done = ezpz("launch", "-n", "1", "--retries", "2", "--run-dir", str(run_dir), "--", sys.executable, "-c", code)
     assert done.returncode == 0, done.stderr
     assert counter.read_text() == "2"
+    # The retry appends to the same rank log, after one line that says which attempt follows.
+    assert (run_dir / "rank-0.log").read_text() == "try 0\n==> ezpz: attempt 2 <==\ntry 1\n"
     done = ezpz("launch", "-n", "1", "--retries", "1", "--", sys.executable, "-c", "raise SystemExit(7)")
     assert done.returncode == 7
 

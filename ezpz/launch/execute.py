@@ -339,7 +339,7 @@ def _attempt(
 
     Returns its exit code (the session's verdict when supervised) and the run.
     """
-    sup = session.supervisor(plan) if session is not None else None
+    sup = session.supervisor(plan, attempt) if session is not None else None
     extra = {"EZPZ_ATTEMPT": str(attempt)}
     if session is not None:
         extra["EZPZ_RUN_DIR"] = str(session.dir.resolve())

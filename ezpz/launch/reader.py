@@ -160,6 +160,7 @@ class Supervisor:
         tag: bool,
         out: IO[bytes],
         err: IO[bytes],
+        attempt: int = 0,
     ) -> None:
         self.launcher = launcher
         self.np = np
@@ -178,7 +179,7 @@ class Supervisor:
         self.lock = threading.Lock()
         self.labels: dict[int, bytes] = {}
         self.splitters = (LineSplitter(launcher), LineSplitter(launcher))
-        self.logs = RankLogs(run_dir, self.say)
+        self.logs = RankLogs(run_dir, self.say, attempt)
 
     def say(self, message: str) -> None:
         """Write one ``ezpz:`` line to the console's stderr."""

@@ -100,13 +100,19 @@ class Failure:
 
 
 class RankLogs:
-    """Per-rank log files in the run directory; stops (and says so once) when writing fails."""
+    """Per-rank log files in the run directory; stops (and says so once) when writing fails.
 
-    def __init__(self, run_dir: Path | None, warn: Callable[[str], None]) -> None:
+    A retry (``attempt`` > 0) appends to the same files, each starting its
+    part with one ``==> ezpz: attempt N <==`` line.
+    """
+
+    def __init__(self, run_dir: Path | None, warn: Callable[[str], None], attempt: int = 0) -> None:
         self.dir = run_dir
         self.warn = warn
+        self.attempt = attempt
         self.open: collections.OrderedDict[str, IO[bytes]] = collections.OrderedDict()
         self.touched: set[str] = set()
+        self.begun: set[str] = set()
         self.stopped = run_dir is None
 
     def write(self, name: str, lines: list[bytes]) -> None:
@@ -121,6 +127,9 @@ class RankLogs:
                 if len(self.open) >= OPEN_LOGS:
                     self.open.popitem(last=False)[1].close()
                 handle = self.open[name] = open(self.dir / name, "ab")  # noqa: SIM115 - kept open across reads
+                if self.attempt and name not in self.begun:
+                    handle.write(f"==> ezpz: attempt {self.attempt + 1} <==\n".encode())
+                self.begun.add(name)
             else:
                 self.open.move_to_end(name)
             handle.write(blob)

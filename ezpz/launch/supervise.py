@@ -100,8 +100,8 @@ class Session:
         self.err.write(f"ezpz: {message}\n".encode())
         self.err.flush()
 
-    def supervisor(self, plan: Plan | None = None) -> Supervisor:
-        """A fresh supervisor for the next attempt (logs append across attempts).
+    def supervisor(self, plan: Plan | None = None, attempt: int = 0) -> Supervisor:
+        """A fresh supervisor for attempt ``attempt`` (0 is the first; logs append across attempts).
 
         ``plan`` is that attempt's plan when it differs from the first (node
         failover replaces a host); it becomes the session's plan.
@@ -110,7 +110,7 @@ class Session:
             self.plan = plan
         plan = self.plan
         return Supervisor(
-            plan.launcher, plan.np, plan.hosts, plan.ppn, self.dir, self.console, plan.tag, self.out, self.err
+            plan.launcher, plan.np, plan.hosts, plan.ppn, self.dir, self.console, plan.tag, self.out, self.err, attempt
         )
 
     def finish(self, sup: Supervisor, launcher_code: int, reason: str, attempt: int) -> int:
