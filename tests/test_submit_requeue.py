@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from ezpz.cli import main
 from ezpz.errors import SpecError
+from ezpz.launch.machine import Machine
 from ezpz.submit import WARNING_SIGNALS, parse_signal
 
 GOLDEN = Path(__file__).parent / "golden" / "submit"
@@ -37,12 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No scheduler job, no EZPZ_* settings, a hostname that matches no site template."""
-    for key in list(os.environ):
-        if key.startswith(("EZPZ_", "PBS_", "SLURM_")) or key == "CPU_BIND":
-            monkeypatch.delenv(key)
-    monkeypatch.setattr(socket, "gethostname", lambda: "laptop")
+def clean_env(no_job_env: None, fake_machine: Callable[..., Machine]) -> None:
+    """No scheduler job, no EZPZ_* settings (``no_job_env``), a hostname that picks no site template."""
+    fake_machine(hostname="laptop")
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:
