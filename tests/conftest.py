@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ezpz.cli import main
 from ezpz.launch.machine import Machine
 
 
@@ -89,6 +90,24 @@ def no_job_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith(("PBS_", "SLURM_", "EZPZ_")) or key == "CPU_BIND":
             monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def laptop(no_job_env: None, fake_machine: Callable[..., Machine]) -> None:
+    """Outside any job, no EZPZ_* settings, on a host named ``laptop``: a hostname that picks no site template."""
+    fake_machine(hostname="laptop")
+
+
+@pytest.fixture
+def submit(laptop: None, capsys: pytest.CaptureFixture[str]) -> Callable[[list[str]], tuple[int, str, str]]:
+    """Return ``run(args)``: ``ezpz submit ARGS`` in this process on the laptop, as (exit code, stdout, stderr)."""
+
+    def run(args: list[str]) -> tuple[int, str, str]:
+        code = main(["submit", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 @pytest.fixture

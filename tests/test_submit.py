@@ -21,9 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ezpz.cli import main
 from ezpz.errors import SchedulerError, SpecError, TemplateError
-from ezpz.launch.machine import Machine
 from ezpz.launch.templates import find_template, template_files
 from ezpz.model.batch import SubmitRequest, SubmitSettings, format_walltime, parse_walltime, submit_settings
 from ezpz.plugins.manager import schedulers
@@ -33,17 +31,8 @@ from ezpz.submit import check_request, render_script
 GOLDEN = Path(__file__).parent / "golden" / "submit"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(no_job_env: None, fake_machine: Callable[..., Machine]) -> None:
-    """No scheduler job, no EZPZ_* settings, a hostname that matches no site template."""
-    # Site templates are picked by hostname; this machine's name must not pick one.
-    fake_machine(hostname="laptop")
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:
-    code = main(["submit", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
+# Site templates are picked by hostname; this machine's name must not pick one.
+pytestmark = pytest.mark.usefixtures("laptop")
 
 
 # name -> ezpz submit arguments, as a shell would split them (--dry-run is added).
@@ -66,9 +55,11 @@ CASES: dict[str, list[str]] = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_golden_script(name: str, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
+def test_golden_script(
+    name: str, submit: Callable[[list[str]], tuple[int, str, str]], request: pytest.FixtureRequest
+) -> None:
     args = CASES[name]
-    code, out, err = run_cli(capsys, ["--dry-run", *args])
+    code, out, err = submit(["--dry-run", *args])
     assert code == 0, err
     path = GOLDEN / name
     if request.config.getoption("--regen-golden"):
@@ -81,18 +72,18 @@ def test_golden_script(name: str, capsys: pytest.CaptureFixture[str], request: p
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_launch_line_keeps_the_command(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_launch_line_keeps_the_command(name: str, submit: Callable[[list[str]], tuple[int, str, str]]) -> None:
     """The script's last line parses back to ezpz launch ... -- exactly the user's command."""
     args = CASES[name]
-    code, out, _ = run_cli(capsys, ["--dry-run", *args])
+    code, out, _ = submit(["--dry-run", *args])
     assert code == 0
     line = shlex.split(out.rstrip("\n").splitlines()[-1])
     assert line[:2] == ["ezpz", "launch"]
     assert line[line.index("--") + 1 :] == args[args.index("--") + 1 :]
 
 
-def test_pbs_header_fields(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, ["--dry-run", *CASES["polaris.pbs"]])
+def test_pbs_header_fields(submit: Callable[[list[str]], tuple[int, str, str]]) -> None:
+    code, out, _ = submit(["--dry-run", *CASES["polaris.pbs"]])
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "#!/bin/bash -l"
@@ -110,21 +101,21 @@ def test_pbs_header_fields(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_env_template_is_carried_into_the_job(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    submit: Callable[[list[str]], tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A template chosen by EZPZ_TEMPLATE is named on the launch line (PBS jobs do not inherit the environment)."""
     monkeypatch.setenv("EZPZ_TEMPLATE", "aurora")
-    code, out, _ = run_cli(capsys, ["--time", "10:00", "-q", "debug", "-A", "p", "--dry-run", "--", "python3", "x.py"])
+    code, out, _ = submit(["--time", "10:00", "-q", "debug", "-A", "p", "--dry-run", "--", "python3", "x.py"])
     assert code == 0
     assert "#PBS -l filesystems=flare:home" in out.splitlines()
     assert out.splitlines()[-1] == "ezpz launch -t aurora -- python3 x.py"
 
 
-def test_account_from_environment(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_account_from_environment(
+    submit: Callable[[list[str]], tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("EZPZ_ACCOUNT", "envproj")
-    code, out, _ = run_cli(
-        capsys, ["-t", "aurora", "--time", "10:00", "-q", "debug", "--dry-run", "--", "python3", "x.py"]
-    )
+    code, out, _ = submit(["-t", "aurora", "--time", "10:00", "-q", "debug", "--dry-run", "--", "python3", "x.py"])
     assert code == 0
     assert "#PBS -A envproj" in out.splitlines()
 
@@ -174,16 +165,18 @@ BAD = [
 
 
 @pytest.mark.parametrize(("args", "needle"), BAD, ids=[needle for _, needle in BAD])
-def test_bad_input_is_one_line_exit_2(args: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(capsys, [*args, "--dry-run", "--", "python3", "train.py"])
+def test_bad_input_is_one_line_exit_2(
+    args: list[str], needle: str, submit: Callable[[list[str]], tuple[int, str, str]]
+) -> None:
+    code, out, err = submit([*args, "--dry-run", "--", "python3", "train.py"])
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert needle in err
 
 
-def test_no_command_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(capsys, ["-t", "aurora", "--time", "10:00", "-q", "debug", "-A", "p", "--dry-run"])
+def test_no_command_is_one_line_exit_2(submit: Callable[[list[str]], tuple[int, str, str]]) -> None:
+    code, out, err = submit(["-t", "aurora", "--time", "10:00", "-q", "debug", "-A", "p", "--dry-run"])
     assert (code, out) == (2, "")
     assert (
         err
@@ -191,12 +184,14 @@ def test_no_command_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> No
     )
 
 
-def test_bad_submit_table_is_a_template_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_submit_table_is_a_template_error(
+    tmp_path: Path, submit: Callable[[list[str]], tuple[int, str, str]]
+) -> None:
     site = tmp_path / "site.toml"
     site.write_text(
         'scheduler = "pbs"\n[submit.queues.small]\nmin_nodes = 4\nmax_nodes = 2\nmax_walltime = "01:00:00"\n'
     )
-    code, _, err = run_cli(capsys, ["-t", str(site), "--time", "10:00", "--dry-run", "--", "python3", "x.py"])
+    code, _, err = submit(["-t", str(site), "--time", "10:00", "--dry-run", "--", "python3", "x.py"])
     assert code == 2 and err.count("\n") == 1
     assert "invalid [submit] table in template site: queues.small: min_nodes=4 is more than max_nodes=2" in err
 
@@ -309,10 +304,12 @@ def fake_qsub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return record
 
 
-def test_submit_prints_job_id_and_sends_the_dry_run_script(fake_qsub: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_prints_job_id_and_sends_the_dry_run_script(
+    fake_qsub: Path, submit: Callable[[list[str]], tuple[int, str, str]]
+) -> None:
     scratch = Path(tempfile.gettempdir())
     before = set(scratch.glob("ezpz-submit-*.sh"))
-    code, out, err = run_cli(capsys, CASES["aurora.pbs"])
+    code, out, err = submit(CASES["aurora.pbs"])
     assert code == 0, err
     assert out == "8123456.aurora-pbs-0001.hostmgmt.cm.aurora.alcf.anl.gov\n"
     assert fake_qsub.read_text() == (GOLDEN / "aurora.pbs").read_text()
@@ -320,19 +317,19 @@ def test_submit_prints_job_id_and_sends_the_dry_run_script(fake_qsub: Path, caps
 
 
 def test_refused_submission_is_one_line(
-    fake_qsub: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    fake_qsub: Path, submit: Callable[[list[str]], tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_QSUB_FAIL", "1")
-    code, out, err = run_cli(capsys, CASES["aurora.pbs"])
+    code, out, err = submit(CASES["aurora.pbs"])
     assert (code, out) == (2, "")
     assert err == "error: qsub refused the job (given 'qsub: Job violates queue and/or server resource limits')\n"
 
 
 def test_missing_qsub_is_one_line(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    submit: Callable[[list[str]], tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    code, out, err = run_cli(capsys, CASES["aurora.pbs"])
+    code, out, err = submit(CASES["aurora.pbs"])
     assert (code, out) == (2, "")
     assert err.startswith("error: qsub not found on PATH") and err.count("\n") == 1
 

@@ -28,25 +28,15 @@ import slurm
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ezpz.cli import main
 from ezpz.errors import SpecError
-from ezpz.launch.machine import Machine
 from ezpz.submit import WARNING_SIGNALS, parse_signal
 
 GOLDEN = Path(__file__).parent / "golden" / "submit"
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(no_job_env: None, fake_machine: Callable[..., Machine]) -> None:
-    """No scheduler job, no EZPZ_* settings (``no_job_env``), a hostname that picks no site template."""
-    fake_machine(hostname="laptop")
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:
-    code = main(["submit", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
+# Site templates are picked by hostname; this machine's name must not pick one.
+pytestmark = pytest.mark.usefixtures("laptop")
 
 
 CASES: dict[str, list[str]] = {
@@ -63,8 +53,10 @@ CASES: dict[str, list[str]] = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_golden_requeue_script(name: str, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
-    code, out, err = run_cli(capsys, ["--dry-run", *CASES[name]])
+def test_golden_requeue_script(
+    name: str, submit: Callable[[list[str]], tuple[int, str, str]], request: pytest.FixtureRequest
+) -> None:
+    code, out, err = submit(["--dry-run", *CASES[name]])
     assert code == 0, err
     path = GOLDEN / name
     if request.config.getoption("--regen-golden"):
@@ -73,8 +65,10 @@ def test_golden_requeue_script(name: str, capsys: pytest.CaptureFixture[str], re
     assert out == path.read_text()
 
 
-def test_slurm_script_asks_for_the_warning_and_requeues_on_75(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, ["--dry-run", *CASES["slurm-requeue.sbatch"]])
+def test_slurm_script_asks_for_the_warning_and_requeues_on_75(
+    submit: Callable[[list[str]], tuple[int, str, str]],
+) -> None:
+    code, out, _ = submit(["--dry-run", *CASES["slurm-requeue.sbatch"]])
     assert code == 0
     lines = out.splitlines()
     for expected in (
@@ -92,8 +86,10 @@ def test_slurm_script_asks_for_the_warning_and_requeues_on_75(capsys: pytest.Cap
     assert shlex.split(launch)[-5:] == ["python", "train.py", "--checkpoint-dir", "ckpt", "&"]
 
 
-def test_pbs_script_times_the_warning_and_resubmits_its_kept_copy(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, ["--dry-run", *CASES["aurora-requeue.pbs"]])
+def test_pbs_script_times_the_warning_and_resubmits_its_kept_copy(
+    submit: Callable[[list[str]], tuple[int, str, str]],
+) -> None:
+    code, out, _ = submit(["--dry-run", *CASES["aurora-requeue.pbs"]])
     assert code == 0
     lines = out.splitlines()
     assert "#PBS -r y" in lines
@@ -106,7 +102,7 @@ def test_pbs_script_times_the_warning_and_resubmits_its_kept_copy(capsys: pytest
 
 
 def test_pbs_requeue_keeps_the_script_it_submits(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, submit: Callable[[list[str]], tuple[int, str, str]]
 ) -> None:
     """qsub is a fake on PATH (no PBS server here): the script it got is kept where the job resubmits it."""
     fake = tmp_path / "bin" / "qsub"
@@ -115,7 +111,7 @@ def test_pbs_requeue_keeps_the_script_it_submits(
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(capsys, CASES["aurora-requeue.pbs"])
+    code, out, err = submit(CASES["aurora-requeue.pbs"])
     assert (code, out.strip()) == (0, "123.pbs-server"), err
     submitted = Path((tmp_path / "qsub-args").read_text().split()[-1])
     assert submitted.parent == tmp_path and submitted.name.endswith(".ezpz.pbs")
@@ -140,10 +136,10 @@ BAD = [
 
 @pytest.mark.parametrize(("args", "needle"), BAD, ids=[needle for _, needle in BAD])
 def test_bad_signal_or_requeue_is_one_line_exit_2(
-    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+    args: list[str], needle: str, submit: Callable[[list[str]], tuple[int, str, str]]
 ) -> None:
     base = ["--scheduler", "slurm", "--nodes", "1", "--time", "00:10:00"]
-    code, out, err = run_cli(capsys, [*base, *args, "--dry-run", "--", "python3", "train.py"])
+    code, out, err = submit([*base, *args, "--dry-run", "--", "python3", "train.py"])
     assert (code, out) == (2, "")
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert needle in err
@@ -160,23 +156,27 @@ def _site(tmp_path: Path, site_requeue: bool, queue_requeue: bool) -> Path:
     return path
 
 
-def test_requeue_in_a_queue_that_forbids_it_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_requeue_in_a_queue_that_forbids_it_is_one_line(
+    tmp_path: Path, submit: Callable[[list[str]], tuple[int, str, str]]
+) -> None:
     site = _site(tmp_path, site_requeue=True, queue_requeue=False)
     args = ["-t", str(site), "--time", "10:00", "-q", "preempt", "--requeue", "--dry-run", "--", "python3", "t.py"]
-    code, out, err = run_cli(capsys, args)
+    code, out, err = submit(args)
     assert (code, out) == (2, "")
     assert (
         err
         == "error: queue 'preempt' of template site does not allow jobs to requeue (given '--requeue'); queues that do: regular\n"
     )
     # Without --requeue the same queue is fine.
-    assert run_cli(capsys, [a for a in args if a != "--requeue"])[0] == 0
+    assert submit([a for a in args if a != "--requeue"])[0] == 0
 
 
-def test_requeue_at_a_site_that_forbids_it_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_requeue_at_a_site_that_forbids_it_is_one_line(
+    tmp_path: Path, submit: Callable[[list[str]], tuple[int, str, str]]
+) -> None:
     site = _site(tmp_path, site_requeue=False, queue_requeue=True)
-    code, out, err = run_cli(
-        capsys, ["-t", str(site), "--time", "10:00", "-q", "regular", "--requeue", "--dry-run", "--", "python3", "t.py"]
+    code, out, err = submit(
+        ["-t", str(site), "--time", "10:00", "-q", "regular", "--requeue", "--dry-run", "--", "python3", "t.py"]
     )
     assert (code, out) == (2, "")
     assert err == "error: template site does not allow jobs to requeue (given '--requeue'); submit without --requeue\n"
@@ -284,7 +284,7 @@ def test_slurm_job_saves_at_the_warning_requeues_itself_and_resumes(tmp_path: Pa
 
 
 def test_script_exits_with_the_launch_status_however_fast_the_launch_stops(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, submit: Callable[[list[str]], tuple[int, str, str]]
 ) -> None:
     """The warning trap interrupts ``wait``; the script must still exit with ezpz launch's own status.
 
@@ -297,8 +297,8 @@ def test_script_exits_with_the_launch_status_however_fast_the_launch_stops(
     bash 5.2 loses the status of a child that exits while the second trap
     runs (255).
     """
-    code, out, err = run_cli(
-        capsys, ["--scheduler", "slurm", "--nodes", "1", "--time", "00:10:00", "--signal", "USR2@60", "--dry-run"]
+    code, out, err = submit(
+        ["--scheduler", "slurm", "--nodes", "1", "--time", "00:10:00", "--signal", "USR2@60", "--dry-run"]
         + ["--", "python3", "train.py"]
     )  # fmt: skip
     assert code == 0, err
